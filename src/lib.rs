@@ -15,6 +15,8 @@
 //! # Ok::<(), simple_ml::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod error;
 mod eval;
 pub mod ffi;
@@ -34,5 +36,7 @@ pub use sgd::{minibatches, Sgd};
 pub use softmax_regression::{
     softmax_regression_epoch, softmax_regression_loss_err, softmax_regression_predict,
 };
-pub use train::{train_nn, train_softmax, Data, EpochReport, NnConfig, SoftmaxConfig};
+pub use train::{
+    fit_nn, fit_softmax, train_nn, train_softmax, Data, EpochReport, NnConfig, SoftmaxConfig,
+};
 pub use two_layer::{nn_epoch, nn_loss_err, nn_predict};

@@ -43,18 +43,25 @@ pub fn parse_mnist(
     label_path: impl AsRef<Path>,
 ) -> Result<(Array2<f32>, Array1<u8>)> {
     let images = read_images(image_path)?;
-    let label_path = label_path.as_ref();
+    parse_mnist_pair(images.pixels, label_path.as_ref())
+}
+
+/// Reads the labels for already-read images and checks the counts agree.
+pub(crate) fn parse_mnist_pair(
+    pixels: Array2<f32>,
+    label_path: &Path,
+) -> Result<(Array2<f32>, Array1<u8>)> {
     let labels = read_labels(label_path)?;
-    if images.pixels.nrows() != labels.len() {
+    if pixels.nrows() != labels.len() {
         return Err(Error::Idx(IdxError {
             path: label_path.to_path_buf(),
             kind: IdxErrorKind::CountMismatch {
-                images: images.pixels.nrows(),
+                images: pixels.nrows(),
                 labels: labels.len(),
             },
         }));
     }
-    Ok((images.pixels, labels))
+    Ok((pixels, labels))
 }
 
 /// Reads an IDX image file (magic 0x00000803), gzip-compressed or not.

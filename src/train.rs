@@ -2,7 +2,7 @@
 //! epochs of SGD, each followed by an evaluation on the train and test sets
 //! that is handed to the caller's callback.
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::numpy_rng::course_init_weights;
@@ -97,17 +97,42 @@ pub fn train_softmax(
     train: Data<'_>,
     test: Data<'_>,
     config: &SoftmaxConfig,
-    mut on_epoch: impl FnMut(&EpochReport),
+    on_epoch: impl FnMut(&EpochReport),
 ) -> Result<Array2<f32>> {
     let mut theta = Array2::<f32>::zeros((train.x.ncols(), classes_of(train.y)));
+    fit_softmax(train, test, theta.view_mut(), config, on_epoch)?;
+    Ok(theta)
+}
+
+/// Trains softmax regression starting from the given `theta` (n×k),
+/// reporting every epoch to `on_epoch`.
+pub fn fit_softmax(
+    train: Data<'_>,
+    test: Data<'_>,
+    mut theta: ArrayViewMut2<'_, f32>,
+    config: &SoftmaxConfig,
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> Result<()> {
     config.sgd.check()?;
+    check_test_set(train, test)?;
     for epoch in 0..config.epochs {
         softmax_regression_epoch(train.x, train.y, theta.view_mut(), config.sgd)?;
         let tr = softmax_regression_loss_err(train.x, train.y, theta.view())?;
         let te = softmax_regression_loss_err(test.x, test.y, theta.view())?;
         on_epoch(&report(epoch, tr, te));
     }
-    Ok(theta)
+    Ok(())
+}
+
+fn check_test_set(train: Data<'_>, test: Data<'_>) -> Result<()> {
+    if train.x.ncols() != test.x.ncols() {
+        return Err(crate::Error::ShapeMismatch(format!(
+            "the training set has {} features but the test set {}",
+            train.x.ncols(),
+            test.x.ncols()
+        )));
+    }
+    Ok(())
 }
 
 /// Trains the two-layer network from the course's seeded initial weights,
@@ -116,23 +141,39 @@ pub fn train_nn(
     train: Data<'_>,
     test: Data<'_>,
     config: &NnConfig,
-    mut on_epoch: impl FnMut(&EpochReport),
+    on_epoch: impl FnMut(&EpochReport),
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     check_positive("hidden", config.hidden)?;
-    config.sgd.check()?;
     let (mut w1, mut w2) = course_init_weights(
         config.seed,
         train.x.ncols(),
         config.hidden,
         classes_of(train.y),
     );
+    fit_nn(train, test, w1.view_mut(), w2.view_mut(), config, on_epoch)?;
+    Ok((w1, w2))
+}
+
+/// Trains the two-layer network starting from the given weights (W1 n×d,
+/// W2 d×k), reporting every epoch to `on_epoch`. `config.hidden` and
+/// `config.seed` are not used: the weights' shapes say what d is.
+pub fn fit_nn(
+    train: Data<'_>,
+    test: Data<'_>,
+    mut w1: ArrayViewMut2<'_, f32>,
+    mut w2: ArrayViewMut2<'_, f32>,
+    config: &NnConfig,
+    mut on_epoch: impl FnMut(&EpochReport),
+) -> Result<()> {
+    config.sgd.check()?;
+    check_test_set(train, test)?;
     for epoch in 0..config.epochs {
         nn_epoch(train.x, train.y, w1.view_mut(), w2.view_mut(), config.sgd)?;
         let tr = nn_loss_err(train.x, train.y, w1.view(), w2.view())?;
         let te = nn_loss_err(test.x, test.y, w1.view(), w2.view())?;
         on_epoch(&report(epoch, tr, te));
     }
-    Ok((w1, w2))
+    Ok(())
 }
 
 fn report(epoch: usize, train: crate::LossErr, test: crate::LossErr) -> EpochReport {

@@ -1,1 +1,860 @@
-//! C ABI (see issue 3).
+//! The C ABI. Every function here only validates, converts and maps errors;
+//! the maths lives in the safe core.
+//!
+//! Conventions (also in the README and the header):
+//! - Fallible functions return an `sml_status`; on failure the calling
+//!   thread's last error holds a message (`sml_last_error_message`) and no
+//!   output has been written. A success clears the last error.
+//! - Array arguments are row-major and come with their sizes. A pointer may
+//!   be NULL only when its array is empty (m = 0). Outputs must not overlap
+//!   inputs.
+//! - Panics are caught at the boundary and reported as `SML_PANIC`.
+//! - Functions are thread-safe: concurrent calls on distinct outputs are
+//!   safe and give the same bits as sequential calls.
+#![allow(unsafe_code)]
+#![allow(non_snake_case, non_camel_case_types)]
+
+mod boundary;
+mod status;
+
+use std::ffi::{c_char, c_uchar, c_void, CStr};
+
+use ndarray::{Array1, Array2};
+
+use crate::loss::{loss_err, Real};
+use crate::mnist::read_images;
+use crate::numpy_rng::course_init_weights;
+use crate::sgd::Sgd;
+use crate::softmax_regression::{
+    softmax_regression_epoch, softmax_regression_loss_err, softmax_regression_predict,
+};
+use crate::train::{fit_nn, fit_softmax, Data, EpochReport, NnConfig, SoftmaxConfig};
+use crate::two_layer::{nn_epoch, nn_loss_err, nn_predict};
+use crate::LossErr;
+
+use boundary::{
+    check_disjoint, check_out, ffi_call, labels, matrix, matrix_mut, slice_mut, span, write_out,
+    FfiResult,
+};
+pub use status::*;
+
+/// Major version of the library (the header's copy of Cargo.toml's).
+pub const SML_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library.
+pub const SML_VERSION_MINOR: u32 = 1;
+/// Patch version of the library.
+pub const SML_VERSION_PATCH: u32 = 0;
+
+// ---------------------------------------------------------------------------
+// The course's entry points, with their fixed signatures.
+// ---------------------------------------------------------------------------
+
+/// One epoch of softmax regression SGD — the course's `simple_ml_ext` entry
+/// point, same name and signature.
+///
+/// X is m×n, theta n×k (updated in place), both row-major float; y holds m
+/// labels, each < k. Minibatches of `batch` rows are taken in order without
+/// shuffling; a final partial batch is used and divided by its own size.
+///
+/// On refused input (NULL, zero sizes, batch 0, non-finite lr, label >= k,
+/// overflowing sizes, theta overlapping X or y) nothing is written and the
+/// reason is left in `sml_last_error_message`; use
+/// `sml_softmax_regression_epoch` to get a status.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes and theta to n*k
+/// floats, valid for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn softmax_regression_epoch_cpp(
+    X: *const f32,
+    y: *const c_uchar,
+    theta: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    lr: f32,
+    batch: usize,
+) {
+    // SAFETY: same contract.
+    unsafe { sml_softmax_regression_epoch(X, y, theta, m, n, k, lr, batch) };
+}
+
+/// One epoch of two-layer network SGD: W1 (n×d) and W2 (d×k) are updated in
+/// place. Same conventions as `softmax_regression_epoch_cpp`; use
+/// `sml_nn_epoch` to get a status.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes, W1 to n*d floats
+/// and W2 to d*k floats, valid for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn nn_epoch_cpp(
+    X: *const f32,
+    y: *const c_uchar,
+    W1: *mut f32,
+    W2: *mut f32,
+    m: usize,
+    n: usize,
+    d: usize,
+    k: usize,
+    lr: f32,
+    batch: usize,
+) {
+    // SAFETY: same contract.
+    unsafe { sml_nn_epoch(X, y, W1, W2, m, n, d, k, lr, batch) };
+}
+
+/// Mean softmax loss of the m×k logits Z against labels y. Returns NaN on
+/// refused input (reason in `sml_last_error_message`).
+///
+/// # Safety
+/// Unless NULL, Z must point to m*k floats and y to m bytes.
+#[no_mangle]
+pub unsafe extern "C" fn softmax_loss_cpp(
+    Z: *const f32,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+) -> f32 {
+    let mut loss = f64::NAN;
+    // SAFETY: same contract.
+    match unsafe { sml_softmax_loss_f32(Z, y, m, k, &mut loss) } {
+        SML_OK => loss as f32,
+        _ => f32::NAN,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// SGD epochs.
+// ---------------------------------------------------------------------------
+
+/// One epoch of softmax regression SGD, as `softmax_regression_epoch_cpp`,
+/// returning a status. theta is written only on success.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes and theta to n*k
+/// floats, valid for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn sml_softmax_regression_epoch(
+    X: *const f32,
+    y: *const c_uchar,
+    theta: *mut f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    lr: f32,
+    batch: usize,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let x_view = matrix("X", X, m, n)?;
+            let y_view = labels(y, m)?;
+            check_disjoint(
+                span("theta", theta, n, k),
+                &[span("X", X, m, n), span("y", y, m, 1)],
+            )?;
+            let theta = matrix_mut("theta", theta, n, k)?;
+            softmax_regression_epoch(x_view, y_view, theta, Sgd { lr, batch })?;
+        }
+        Ok(())
+    })
+}
+
+/// One epoch of two-layer network SGD, as `nn_epoch_cpp`, returning a
+/// status. W1 and W2 are written only on success.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes, W1 to n*d floats
+/// and W2 to d*k floats, valid for the duration of the call.
+#[no_mangle]
+pub unsafe extern "C" fn sml_nn_epoch(
+    X: *const f32,
+    y: *const c_uchar,
+    W1: *mut f32,
+    W2: *mut f32,
+    m: usize,
+    n: usize,
+    d: usize,
+    k: usize,
+    lr: f32,
+    batch: usize,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let x_view = matrix("X", X, m, n)?;
+            let y_view = labels(y, m)?;
+            let inputs = [span("X", X, m, n), span("y", y, m, 1)];
+            check_disjoint(span("W1", W1, n, d), &inputs)?;
+            check_disjoint(span("W2", W2, d, k), &inputs)?;
+            check_disjoint(span("W1", W1, n, d), &[span("W2", W2, d, k)])?;
+            let w1 = matrix_mut("W1", W1, n, d)?;
+            let w2 = matrix_mut("W2", W2, d, k)?;
+            nn_epoch(x_view, y_view, w1, w2, Sgd { lr, batch })?;
+        }
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Loss, error rate, evaluation and prediction.
+// ---------------------------------------------------------------------------
+
+unsafe fn loss_err_of_logits<F: Real>(
+    Z: *const F,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+) -> FfiResult<LossErr> {
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { Ok(loss_err(matrix("Z", Z, m, k)?, labels(y, m)?)?) }
+}
+
+/// Mean softmax loss of the m×k float logits Z against labels y, written to
+/// `*out_loss` (computed per row in float, averaged in double).
+///
+/// # Safety
+/// Unless NULL, Z must point to m*k floats, y to m bytes, out_loss to a double.
+#[no_mangle]
+pub unsafe extern "C" fn sml_softmax_loss_f32(
+    Z: *const f32,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+    out_loss: *mut f64,
+) -> sml_status {
+    ffi_call(|| {
+        check_out("out_loss", out_loss)?;
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let le = loss_err_of_logits(Z, y, m, k)?;
+            write_out("out_loss", out_loss, le.loss)
+        }
+    })
+}
+
+/// Mean softmax loss of the m×k double logits Z, computed in double.
+///
+/// # Safety
+/// Unless NULL, Z must point to m*k doubles, y to m bytes, out_loss to a double.
+#[no_mangle]
+pub unsafe extern "C" fn sml_softmax_loss_f64(
+    Z: *const f64,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+    out_loss: *mut f64,
+) -> sml_status {
+    ffi_call(|| {
+        check_out("out_loss", out_loss)?;
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let le = loss_err_of_logits(Z, y, m, k)?;
+            write_out("out_loss", out_loss, le.loss)
+        }
+    })
+}
+
+/// Mean softmax loss and error rate (fraction of rows whose argmax is not
+/// the label) of m×k float logits.
+///
+/// # Safety
+/// Unless NULL, Z must point to m*k floats, y to m bytes, out_loss and
+/// out_err to doubles.
+#[no_mangle]
+pub unsafe extern "C" fn sml_loss_err_f32(
+    Z: *const f32,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+    out_loss: *mut f64,
+    out_err: *mut f64,
+) -> sml_status {
+    // SAFETY: same contract.
+    ffi_call(|| unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k), out_loss, out_err) })
+}
+
+/// Mean softmax loss and error rate of m×k double logits.
+///
+/// # Safety
+/// Unless NULL, Z must point to m*k doubles, y to m bytes, out_loss and
+/// out_err to doubles.
+#[no_mangle]
+pub unsafe extern "C" fn sml_loss_err_f64(
+    Z: *const f64,
+    y: *const c_uchar,
+    m: usize,
+    k: usize,
+    out_loss: *mut f64,
+    out_err: *mut f64,
+) -> sml_status {
+    // SAFETY: same contract.
+    ffi_call(|| unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k), out_loss, out_err) })
+}
+
+unsafe fn write_loss_err(
+    result: FfiResult<LossErr>,
+    out_loss: *mut f64,
+    out_err: *mut f64,
+) -> FfiResult<()> {
+    check_out("out_loss", out_loss)?;
+    check_out("out_err", out_err)?;
+    let le = result?;
+    // SAFETY: both checked non-NULL; the caller guarantees validity.
+    unsafe {
+        write_out("out_loss", out_loss, le.loss)?;
+        write_out("out_err", out_err, le.err)
+    }
+}
+
+/// Loss and error rate of softmax regression (theta n×k) on X (m×n), y,
+/// without materialising the logits.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes, theta to n*k
+/// floats, out_loss and out_err to doubles.
+#[no_mangle]
+pub unsafe extern "C" fn sml_softmax_regression_loss_err(
+    X: *const f32,
+    y: *const c_uchar,
+    theta: *const f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    out_loss: *mut f64,
+    out_err: *mut f64,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let result = (|| {
+                Ok(softmax_regression_loss_err(
+                    matrix("X", X, m, n)?,
+                    labels(y, m)?,
+                    matrix("theta", theta, n, k)?,
+                )?)
+            })();
+            write_loss_err(result, out_loss, out_err)
+        }
+    })
+}
+
+/// Loss and error rate of the two-layer network (W1 n×d, W2 d×k) on X, y.
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, y to m bytes, W1 to n*d floats,
+/// W2 to d*k floats, out_loss and out_err to doubles.
+#[no_mangle]
+pub unsafe extern "C" fn sml_nn_loss_err(
+    X: *const f32,
+    y: *const c_uchar,
+    W1: *const f32,
+    W2: *const f32,
+    m: usize,
+    n: usize,
+    d: usize,
+    k: usize,
+    out_loss: *mut f64,
+    out_err: *mut f64,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let result = (|| {
+                Ok(nn_loss_err(
+                    matrix("X", X, m, n)?,
+                    labels(y, m)?,
+                    matrix("W1", W1, n, d)?,
+                    matrix("W2", W2, d, k)?,
+                )?)
+            })();
+            write_loss_err(result, out_loss, out_err)
+        }
+    })
+}
+
+unsafe fn write_predictions(
+    out: *mut u32,
+    m: usize,
+    inputs: &[(&str, *const u8, usize)],
+    predict: impl FnOnce() -> FfiResult<Vec<u32>>,
+) -> FfiResult<()> {
+    check_disjoint(span("out", out, m, 1), inputs)?;
+    // SAFETY: the caller guarantees `out` holds m elements.
+    let out = unsafe { slice_mut("out", out, m)? };
+    let predictions = predict()?;
+    out.copy_from_slice(&predictions);
+    Ok(())
+}
+
+/// Predicted class (argmax of X theta) of each of the m rows of X, written
+/// to `out` (m entries).
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, theta to n*k floats and out to
+/// m uint32_t.
+#[no_mangle]
+pub unsafe extern "C" fn sml_softmax_regression_predict(
+    X: *const f32,
+    theta: *const f32,
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut u32,
+) -> sml_status {
+    ffi_call(|| {
+        let inputs = [span("X", X, m, n), span("theta", theta, n, k)];
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let x_view = matrix("X", X, m, n)?;
+            let theta = matrix("theta", theta, n, k)?;
+            write_predictions(out, m, &inputs, || {
+                Ok(softmax_regression_predict(x_view, theta)?)
+            })
+        }
+    })
+}
+
+/// Predicted class (argmax of ReLU(X W1) W2) of each of the m rows of X,
+/// written to `out` (m entries).
+///
+/// # Safety
+/// Unless NULL, X must point to m*n floats, W1 to n*d floats, W2 to d*k
+/// floats and out to m uint32_t.
+#[no_mangle]
+pub unsafe extern "C" fn sml_nn_predict(
+    X: *const f32,
+    W1: *const f32,
+    W2: *const f32,
+    m: usize,
+    n: usize,
+    d: usize,
+    k: usize,
+    out: *mut u32,
+) -> sml_status {
+    ffi_call(|| {
+        let inputs = [
+            span("X", X, m, n),
+            span("W1", W1, n, d),
+            span("W2", W2, d, k),
+        ];
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let x_view = matrix("X", X, m, n)?;
+            let w1 = matrix("W1", W1, n, d)?;
+            let w2 = matrix("W2", W2, d, k)?;
+            write_predictions(out, m, &inputs, || Ok(nn_predict(x_view, w1, w2)?))
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Initial weights and whole training runs.
+// ---------------------------------------------------------------------------
+
+/// Writes the course's initial network weights: `np.random.seed(seed);
+/// W1 = randn(n, d).astype(float32) / sqrt(d); W2 = randn(d, k).astype(float32) / sqrt(k)`,
+/// bit for bit (numpy's legacy MT19937 generator).
+///
+/// # Safety
+/// Unless NULL, W1 must point to n*d floats and W2 to d*k floats.
+#[no_mangle]
+pub unsafe extern "C" fn sml_nn_init_weights(
+    seed: u32,
+    n: usize,
+    d: usize,
+    k: usize,
+    W1: *mut f32,
+    W2: *mut f32,
+) -> sml_status {
+    ffi_call(|| {
+        for (what, v) in [("n", n), ("d", d), ("k", k)] {
+            crate::sgd::check_positive(what, v)?;
+        }
+        check_disjoint(span("W1", W1, n, d), &[span("W2", W2, d, k)])?;
+        // SAFETY: the caller's contract covers both pointers and sizes.
+        unsafe {
+            let mut w1_out = matrix_mut("W1", W1, n, d)?;
+            let mut w2_out = matrix_mut("W2", W2, d, k)?;
+            let (w1, w2) = course_init_weights(seed, n, d, k);
+            w1_out.assign(&w1);
+            w2_out.assign(&w2);
+        }
+        Ok(())
+    })
+}
+
+/// A labelled data set passed to the training functions: X is m×n
+/// row-major floats, y holds m labels. The library only reads it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sml_data {
+    pub X: *const f32,
+    pub y: *const c_uchar,
+    pub m: usize,
+    pub n: usize,
+}
+
+/// What one epoch of training achieved, measured after the epoch.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct sml_epoch_report {
+    /// Zero-based epoch number.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_err: f64,
+    pub test_loss: f64,
+    pub test_err: f64,
+}
+
+/// Called after every epoch with a report that is valid only during the
+/// call, and the caller's `user` pointer. May be NULL.
+pub type sml_epoch_callback =
+    Option<unsafe extern "C" fn(report: *const sml_epoch_report, user: *mut c_void)>;
+
+unsafe fn data<'a>(what: &str, d: *const sml_data) -> FfiResult<Data<'a>> {
+    if d.is_null() {
+        return Err(status::FfiError::new(
+            SML_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL; the caller guarantees it points to an sml_data whose
+    // arrays are valid for the call.
+    unsafe {
+        let d = d.read_unaligned();
+        Ok(Data {
+            x: matrix(&format!("{what}->X"), d.X, d.m, d.n)?,
+            y: labels(d.y, d.m)?,
+        })
+    }
+}
+
+fn reporter(callback: sml_epoch_callback, user: *mut c_void) -> impl FnMut(&EpochReport) {
+    move |r: &EpochReport| {
+        if let Some(cb) = callback {
+            let report = sml_epoch_report {
+                epoch: r.epoch,
+                train_loss: r.train_loss,
+                train_err: r.train_err,
+                test_loss: r.test_loss,
+                test_err: r.test_err,
+            };
+            // SAFETY: the caller supplied the callback and its user pointer.
+            unsafe { cb(&report, user) };
+        }
+    }
+}
+
+/// Trains softmax regression from theta = 0 for `epochs` epochs and writes
+/// the trained n×k weights to `theta` (only on success). After each epoch
+/// the loss and error on `train` and `test` are passed to `callback`.
+///
+/// # Safety
+/// `train` and `test` must point to valid `sml_data`; theta to n*k floats.
+#[no_mangle]
+pub unsafe extern "C" fn sml_train_softmax(
+    train: *const sml_data,
+    test: *const sml_data,
+    k: usize,
+    epochs: usize,
+    lr: f32,
+    batch: usize,
+    theta: *mut f32,
+    callback: sml_epoch_callback,
+    user: *mut c_void,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let (train, test) = (data("train", train)?, data("test", test)?);
+            let n = train.x.ncols();
+            let mut out = matrix_mut("theta", theta, n, k)?;
+            crate::sgd::check_positive("k", k)?;
+            let mut trained = Array2::<f32>::zeros((n, k));
+            let config = SoftmaxConfig {
+                epochs,
+                sgd: Sgd { lr, batch },
+            };
+            fit_softmax(
+                train,
+                test,
+                trained.view_mut(),
+                &config,
+                reporter(callback, user),
+            )?;
+            out.assign(&trained);
+        }
+        Ok(())
+    })
+}
+
+/// Trains the two-layer network with `hidden` units from the course's
+/// initial weights for `seed`, and writes the trained W1 (n×hidden) and W2
+/// (hidden×k) only on success. After each epoch the loss and error on
+/// `train` and `test` are passed to `callback`.
+///
+/// # Safety
+/// `train` and `test` must point to valid `sml_data`; W1 to n*hidden floats
+/// and W2 to hidden*k floats.
+#[no_mangle]
+pub unsafe extern "C" fn sml_train_nn(
+    train: *const sml_data,
+    test: *const sml_data,
+    k: usize,
+    hidden: usize,
+    epochs: usize,
+    lr: f32,
+    batch: usize,
+    seed: u32,
+    W1: *mut f32,
+    W2: *mut f32,
+    callback: sml_epoch_callback,
+    user: *mut c_void,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe {
+            let (train, test) = (data("train", train)?, data("test", test)?);
+            let n = train.x.ncols();
+            for (what, v) in [("n", n), ("hidden", hidden), ("k", k)] {
+                crate::sgd::check_positive(what, v)?;
+            }
+            check_disjoint(span("W1", W1, n, hidden), &[span("W2", W2, hidden, k)])?;
+            let mut w1_out = matrix_mut("W1", W1, n, hidden)?;
+            let mut w2_out = matrix_mut("W2", W2, hidden, k)?;
+            let config = NnConfig {
+                hidden,
+                epochs,
+                sgd: Sgd { lr, batch },
+                seed,
+            };
+            let (mut w1, mut w2) = course_init_weights(seed, n, hidden, k);
+            fit_nn(
+                train,
+                test,
+                w1.view_mut(),
+                w2.view_mut(),
+                &config,
+                reporter(callback, user),
+            )?;
+            w1_out.assign(&w1);
+            w2_out.assign(&w2);
+        }
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// MNIST reading into library-owned memory.
+// ---------------------------------------------------------------------------
+
+/// An MNIST data set read by `sml_mnist_read`, owned by the library; free it
+/// with `sml_dataset_free`. Its arrays are valid until then.
+pub struct sml_dataset {
+    images: Array2<f32>,
+    labels: Array1<u8>,
+    rows: usize,
+    cols: usize,
+}
+
+#[cfg(unix)]
+fn path_of(p: &CStr) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::PathBuf::from(std::ffi::OsStr::from_bytes(p.to_bytes()))
+}
+
+#[cfg(not(unix))]
+fn path_of(p: &CStr) -> std::path::PathBuf {
+    std::path::PathBuf::from(p.to_string_lossy().into_owned())
+}
+
+unsafe fn c_path(what: &str, p: *const c_char) -> FfiResult<std::path::PathBuf> {
+    if p.is_null() {
+        return Err(status::FfiError::new(
+            SML_NULL_POINTER,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: non-NULL; the caller guarantees a NUL-terminated string.
+    Ok(path_of(unsafe { CStr::from_ptr(p) }))
+}
+
+/// Reads an IDX image file and its label file (each gzip-compressed or not)
+/// into a new data set stored at `*out`. Pixels are scaled to [0, 1] by
+/// dividing by 255. Paths are bytes, not necessarily UTF-8. On failure
+/// `*out` is left unchanged; the message names the file and the problem.
+///
+/// # Safety
+/// The paths must be NUL-terminated strings; out must be valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn sml_mnist_read(
+    image_path: *const c_char,
+    label_path: *const c_char,
+    out: *mut *mut sml_dataset,
+) -> sml_status {
+    ffi_call(|| {
+        check_out("out", out)?;
+        // SAFETY: the caller's contract covers the paths and `out`.
+        unsafe {
+            let image_path = c_path("image_path", image_path)?;
+            let label_path = c_path("label_path", label_path)?;
+            let images = read_images(&image_path)?;
+            let (pixels, labels) = crate::mnist::parse_mnist_pair(images.pixels, &label_path)?;
+            let ds = Box::new(sml_dataset {
+                images: pixels,
+                labels,
+                rows: images.rows,
+                cols: images.cols,
+            });
+            write_out("out", out, Box::into_raw(ds))
+        }
+    })
+}
+
+/// Frees a data set from `sml_mnist_read`. NULL is accepted and ignored.
+///
+/// # Safety
+/// `ds` must come from `sml_mnist_read` and not have been freed.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_free(ds: *mut sml_dataset) {
+    if !ds.is_null() {
+        // SAFETY: the caller passes a pointer from Box::into_raw, once.
+        drop(unsafe { Box::from_raw(ds) });
+    }
+}
+
+unsafe fn dataset_field<T>(
+    ds: *const sml_dataset,
+    none: T,
+    f: impl FnOnce(&sml_dataset) -> T,
+) -> T {
+    // SAFETY: NULL is handled; otherwise the caller passes a live data set.
+    match unsafe { ds.as_ref() } {
+        Some(ds) => f(ds),
+        None => none,
+    }
+}
+
+/// Number of items (images and labels); 0 for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_count(ds: *const sml_dataset) -> usize {
+    unsafe { dataset_field(ds, 0, |d| d.labels.len()) }
+}
+
+/// Pixels per image (rows * cols, the n of X); 0 for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_features(ds: *const sml_dataset) -> usize {
+    unsafe { dataset_field(ds, 0, |d| d.images.ncols()) }
+}
+
+/// Height of one image; 0 for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_image_rows(ds: *const sml_dataset) -> usize {
+    unsafe { dataset_field(ds, 0, |d| d.rows) }
+}
+
+/// Width of one image; 0 for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_image_cols(ds: *const sml_dataset) -> usize {
+    unsafe { dataset_field(ds, 0, |d| d.cols) }
+}
+
+/// The count×features images, row-major, owned by the data set; NULL for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_images(ds: *const sml_dataset) -> *const f32 {
+    unsafe { dataset_field(ds, std::ptr::null(), |d| d.images.as_ptr()) }
+}
+
+/// The count labels, owned by the data set; NULL for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_labels(ds: *const sml_dataset) -> *const c_uchar {
+    unsafe { dataset_field(ds, std::ptr::null(), |d| d.labels.as_ptr()) }
+}
+
+// ---------------------------------------------------------------------------
+// Errors and version.
+// ---------------------------------------------------------------------------
+
+/// Copies the calling thread's last error message, NUL-terminated, into
+/// `buf` (`len` bytes). The message is empty after a successful call.
+/// `*out_len` (if not NULL) receives the bytes needed including the NUL.
+/// Returns `SML_BUFFER_TOO_SMALL` when `len` is smaller than that (the
+/// buffer then holds as much as fits, NUL-terminated, if `len > 0`), or
+/// `SML_NULL_POINTER` when `buf` is NULL and `len > 0`. Does not change the
+/// last error.
+///
+/// # Safety
+/// `buf` must be valid for `len` bytes of writes; out_len NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn sml_last_error_message(
+    buf: *mut c_char,
+    len: usize,
+    out_len: *mut usize,
+) -> sml_status {
+    status::with_last_error(|message| {
+        let needed = message.len() + 1;
+        if !out_len.is_null() {
+            // SAFETY: non-NULL and the caller guarantees validity.
+            unsafe { out_len.write_unaligned(needed) };
+        }
+        if len == 0 {
+            return SML_BUFFER_TOO_SMALL;
+        }
+        if buf.is_null() {
+            return SML_NULL_POINTER;
+        }
+        let copy = message.len().min(len - 1);
+        // SAFETY: buf holds len > copy bytes; the message is ours and does
+        // not overlap the caller's buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(message.as_ptr(), buf.cast::<u8>(), copy);
+            buf.add(copy).write(0);
+        }
+        if copy < message.len() {
+            SML_BUFFER_TOO_SMALL
+        } else {
+            SML_OK
+        }
+    })
+}
+
+/// A static, NUL-terminated name for a status ("SML_OK", ...;
+/// "SML_UNKNOWN_STATUS" for other values). Never free it.
+#[no_mangle]
+pub extern "C" fn sml_status_str(status: sml_status) -> *const c_char {
+    status::as_c_str(status::status_str(status))
+}
+
+/// The library's version, "MAJOR.MINOR.PATCH", a static string. Never free it.
+#[no_mangle]
+pub extern "C" fn sml_version() -> *const c_char {
+    status::as_c_str(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes())
+}
+
+/// Panics deliberately inside an export and returns what the boundary makes
+/// of it (`SML_PANIC`, with the message in `sml_last_error_message`). For
+/// tests that prove a panic never unwinds into the caller; never needed
+/// otherwise.
+#[no_mangle]
+pub extern "C" fn sml_test_panic() -> sml_status {
+    ffi_call(|| panic!("sml_test_panic was called"))
+}
