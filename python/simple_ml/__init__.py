@@ -1,0 +1,278 @@
+"""The CMU 10-414/714 hw0 API (`simple_ml.py`) with every kernel served by
+the native simple_ml library.
+
+Lenient like the numpy code it replaces: X may be any real dtype or layout
+(it is converted to C-contiguous float32), y any integer dtype (converted to
+uint8), logits float32 or float64 (the loss is computed in that precision),
+and the weights an epoch updates may be float32 or float64, C- or
+Fortran-ordered: the step is computed in float32 by the library and written
+back into the caller's array. See docs/PYTHON.md.
+"""
+import ctypes
+import os
+
+import numpy as np
+
+from . import _arrays
+from ._ext import softmax_regression_epoch_cpp
+from ._native import (
+    IdxFormatError,
+    SimpleMLError,
+    check,
+    error_for,
+    last_error_message,
+    lib,
+    library_path,
+    library_version,
+    sml_data,
+    sml_dataset,
+    sml_epoch_callback,
+)
+from ._version import __version__
+
+__all__ = [
+    "add",
+    "parse_mnist",
+    "softmax_loss",
+    "softmax_regression_epoch",
+    "nn_epoch",
+    "loss_err",
+    "train_softmax",
+    "train_nn",
+    "softmax_regression_epoch_cpp",
+    "SimpleMLError",
+    "IdxFormatError",
+]
+
+TABLE_HEADER = "| Epoch | Train Loss | Train Err | Test Loss | Test Err |"
+TABLE_ROW = "|  {:>4} |    {:.5f} |   {:.5f} |   {:.5f} |  {:.5f} |"
+
+
+def add(x, y):
+    """x + y, as the homework's warm-up defines it."""
+    return x + y
+
+
+def _fs_path(path, name):
+    path = os.fsencode(path)  # str (surrogateescape), bytes or os.PathLike
+    if b"\0" in path:
+        raise ValueError("%s contains a NUL byte" % name)
+    return path
+
+
+def parse_mnist(image_filename, label_filename):
+    """Reads an MNIST image file and its label file (IDX, gzip-compressed or
+    not). Returns X, a (count, rows*cols) float32 array of pixels scaled to
+    [0, 1], and y, a (count,) uint8 array, both owned by numpy.
+
+    Raises FileNotFoundError / IsADirectoryError / OSError when a file cannot
+    be read, IdxFormatError (a ValueError) when a file is damaged or the two
+    files disagree.
+    """
+    image_path = _fs_path(image_filename, "image_filename")
+    label_path = _fs_path(label_filename, "label_filename")
+    dataset = ctypes.POINTER(sml_dataset)()
+    status = lib.sml_mnist_read(image_path, label_path, ctypes.byref(dataset))
+    if status != 0:
+        # The library's message starts with the failing file's path; an
+        # OSError also carries it as `filename`.
+        message = last_error_message()
+        failing = label_path if message.startswith(os.fsdecode(label_path) + ":") else image_path
+        raise error_for(status, message, os.fsdecode(failing))
+    try:
+        count = lib.sml_dataset_count(dataset)
+        n = lib.sml_dataset_features(dataset)
+        X = np.empty((count, n), dtype=np.float32)
+        y = np.empty(count, dtype=np.uint8)
+        if X.size:
+            ctypes.memmove(X.ctypes.data, lib.sml_dataset_images(dataset), X.nbytes)
+        if y.size:
+            ctypes.memmove(y.ctypes.data, lib.sml_dataset_labels(dataset), y.nbytes)
+    finally:
+        lib.sml_dataset_free(dataset)
+    return X, y
+
+
+def softmax_loss(Z, y):
+    """Mean softmax (cross-entropy) loss of logits Z (m x k) against labels y.
+
+    float64 logits are computed in float64 (the course's gradient checks
+    difference this loss at tiny steps), float32 in float32 per row; other
+    real dtypes are converted to float64. Returns a numpy.float64.
+    """
+    Z = _arrays.logits(Z)
+    y = _arrays.labels(y)
+    _arrays.require_rows(y, Z.shape[0], "Z")
+    m, k = Z.shape
+    loss = ctypes.c_double()
+    fn = lib.sml_softmax_loss_f64 if Z.dtype == np.float64 else lib.sml_softmax_loss_f32
+    check(fn(_arrays.pointer(Z), _arrays.pointer(y), m, k, ctypes.byref(loss)))
+    return np.float64(loss.value)
+
+
+def loss_err(h, y):
+    """(softmax loss, error rate) of logits h against labels y, each a
+    numpy.float64; the error rate is the fraction of rows whose argmax is not
+    the label."""
+    h = _arrays.logits(h, "h")
+    y = _arrays.labels(y)
+    _arrays.require_rows(y, h.shape[0], "h")
+    m, k = h.shape
+    loss, err = ctypes.c_double(), ctypes.c_double()
+    fn = lib.sml_loss_err_f64 if h.dtype == np.float64 else lib.sml_loss_err_f32
+    check(fn(_arrays.pointer(h), _arrays.pointer(y), m, k, ctypes.byref(loss), ctypes.byref(err)))
+    return np.float64(loss.value), np.float64(err.value)
+
+
+def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
+    """One epoch of minibatch SGD for softmax regression, updating theta
+    (n x k) in place. Minibatches are taken in order; a final partial batch
+    is used. Returns None.
+
+    theta may be float32 or float64 in any layout; a float64 theta is
+    rounded to float32, stepped by the library in float32 and written back.
+    """
+    X = _arrays.features(X)
+    y = _arrays.labels(y)
+    m, n = X.shape
+    theta = _arrays.Weights(theta, "theta")
+    _arrays.require_rows(y, m)
+    if theta.shape[0] != n:
+        raise ValueError("theta must have %d rows (the columns of X), got shape %s" % (n, theta.shape))
+    k = theta.shape[1]
+    lr = _arrays.learning_rate(lr)
+    batch = _arrays.batch_size(batch)
+    check(
+        lib.sml_softmax_regression_epoch(
+            _arrays.pointer(X), _arrays.pointer(y), theta.pointer(), m, n, k, lr, batch
+        )
+    )
+    theta.write_back()
+
+
+def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
+    """One epoch of minibatch SGD for the two-layer network
+    logits = ReLU(X W1) W2, updating W1 (n x d) and W2 (d x k) in place.
+    Returns None. Float64 weights are handled as in softmax_regression_epoch.
+    """
+    X = _arrays.features(X)
+    y = _arrays.labels(y)
+    m, n = X.shape
+    W1 = _arrays.Weights(W1, "W1")
+    W2 = _arrays.Weights(W2, "W2")
+    _arrays.require_rows(y, m)
+    if W1.shape[0] != n:
+        raise ValueError("W1 must have %d rows (the columns of X), got shape %s" % (n, W1.shape))
+    d = W1.shape[1]
+    if W2.shape[0] != d:
+        raise ValueError("W2 must have %d rows (the columns of W1), got shape %s" % (d, W2.shape))
+    k = W2.shape[1]
+    lr = _arrays.learning_rate(lr)
+    batch = _arrays.batch_size(batch)
+    check(
+        lib.sml_nn_epoch(
+            _arrays.pointer(X), _arrays.pointer(y), W1.pointer(), W2.pointer(), m, n, d, k, lr, batch
+        )
+    )
+    W1.write_back()
+    W2.write_back()
+
+
+# ---------------------------------------------------------------------------
+# Whole training runs: the library's own loops, reporting through a callback.
+# ---------------------------------------------------------------------------
+
+
+def _data(X, y, name):
+    X = _arrays.features(X, "X_" + name)
+    y = _arrays.labels(y, "y_" + name)
+    _arrays.require_rows(y, X.shape[0], "X_" + name)
+    # Keep the arrays referenced by the struct alive with it.
+    return (X, y), sml_data(_arrays.pointer(X), _arrays.pointer(y), X.shape[0], X.shape[1])
+
+
+def _classes(y_tr):
+    if y_tr.size == 0:
+        raise ValueError("y_tr is empty: the number of classes (y_tr.max() + 1) is undefined")
+    return int(y_tr.max()) + 1
+
+
+class _TablePrinter:
+    """The epoch callback: prints one row of the course's table per epoch.
+
+    The library runs the loop, so the callback cannot stop it; an exception
+    raised while printing (a closed stdout, Ctrl-C) is kept, further rows
+    are skipped, and it is re-raised when the library returns.
+    """
+
+    def __init__(self):
+        self.error = None
+        self.callback = sml_epoch_callback(self._on_epoch)
+
+    def _on_epoch(self, report, _user):
+        if self.error is not None:
+            return
+        try:
+            r = report.contents
+            print(TABLE_ROW.format(r.epoch, r.train_loss, r.train_err, r.test_loss, r.test_err), flush=True)
+        except BaseException as e:  # re-raised after the native call returns
+            self.error = e
+
+    def reraise(self):
+        if self.error is not None:
+            raise self.error
+
+
+def train_softmax(X_tr, y_tr, X_te, y_te, epochs=10, lr=0.5, batch=100, cpp=False):
+    """Trains softmax regression from theta = 0 (n x (y_tr.max()+1), float32)
+    for `epochs` epochs and prints the course's table (loss and error on the
+    training and test sets after each epoch).
+
+    `cpp` is accepted for compatibility: both paths are the native library.
+    Returns the trained theta (the course's version returns None).
+    """
+    del cpp
+    (Xa, ya), train = _data(X_tr, y_tr, "tr")
+    (Xb, yb), test = _data(X_te, y_te, "te")
+    k = _classes(ya)
+    epochs = _arrays.count(epochs, "epochs")
+    lr = _arrays.learning_rate(lr)
+    batch = _arrays.batch_size(batch)
+    theta = np.zeros((Xa.shape[1], k), dtype=np.float32)
+    printer = _TablePrinter()
+    print(TABLE_HEADER, flush=True)
+    status = lib.sml_train_softmax(
+        ctypes.byref(train), ctypes.byref(test), k, epochs, lr, batch,
+        _arrays.pointer(theta), printer.callback, None,
+    )
+    check(status)
+    printer.reraise()
+    return theta
+
+
+def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=100):
+    """Trains the two-layer network with `hidden_dim` hidden units from the
+    course's initial weights (numpy seed 0, reproduced bit for bit by the
+    library without touching numpy's global generator) and prints the
+    course's table. Returns (W1, W2) (the course's version returns None).
+    """
+    (Xa, ya), train = _data(X_tr, y_tr, "tr")
+    (Xb, yb), test = _data(X_te, y_te, "te")
+    k = _classes(ya)
+    hidden_dim = _arrays.count(hidden_dim, "hidden_dim")
+    epochs = _arrays.count(epochs, "epochs")
+    lr = _arrays.learning_rate(lr)
+    batch = _arrays.batch_size(batch)
+    n = Xa.shape[1]
+    W1 = np.zeros((n, hidden_dim), dtype=np.float32)
+    W2 = np.zeros((hidden_dim, k), dtype=np.float32)
+    printer = _TablePrinter()
+    print(TABLE_HEADER, flush=True)
+    status = lib.sml_train_nn(
+        ctypes.byref(train), ctypes.byref(test), k, hidden_dim, epochs, lr, batch, 0,
+        _arrays.pointer(W1), _arrays.pointer(W2), printer.callback, None,
+    )
+    check(status)
+    printer.reraise()
+    return W1, W2
+
