@@ -1,38 +1,71 @@
-//! Evaluation of a trained model over a whole data set, in chunks of rows so
-//! that no m×hidden matrix is ever allocated.
+//! Evaluation of a trained model over a whole data set: logits are computed
+//! in chunks of rows (so no m×hidden matrix is ever allocated), chunks are
+//! shared out between threads, and per-chunk results are combined in chunk
+//! order so that the result does not depend on the number of threads.
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView1, ArrayView2};
 
 use crate::error::Result;
 use crate::loss::{argmax, loss_err_sums, LossErr, LossErrSums};
-use crate::sgd::{check_labels, check_nonempty, check_positive, check_rows};
+use crate::parallel::{run_parts, threads_for};
+use crate::sgd::{check_labels, check_nonempty, check_rows};
+use crate::simd::{Lanes, LANES};
+use crate::softmax_rows::lane_groups;
 
-/// Rows evaluated at a time: big enough for efficient matrix products, small
+/// Rows evaluated at a time: big enough for efficient products, small
 /// enough that a chunk's hidden layer stays in cache.
-const CHUNK_ROWS: usize = 512;
+const CHUNK_ROWS: usize = 256;
 
 /// A model that maps rows of `X` to logits.
-pub(crate) trait Logits {
+pub(crate) trait Logits: Sync {
+    type Scratch: Send;
     /// Number of output classes (columns of the logits).
     fn classes(&self) -> usize;
-    /// Writes the logits of the rows of `x` into `out` (rows × classes).
-    fn logits(&self, x: ArrayView2<'_, f32>, out: ArrayViewMut2<'_, f32>);
+    /// Number of input features (columns of X).
+    fn features(&self) -> usize;
+    /// Multiply-adds per row, to decide whether threads are worth it.
+    fn work_per_row(&self) -> usize;
+    /// Work space for chunks of up to `rows` rows.
+    fn scratch(&self, rows: usize) -> Self::Scratch;
+    /// Writes the logits of the rows of `x` (row-major) into `out`, one row
+    /// of `lane_groups(classes)` lane groups per row of `x`.
+    fn logits(&self, x: &[f32], scratch: &mut Self::Scratch, out: &mut [Lanes]);
 }
 
-/// Calls `f(first_row, logits)` for consecutive chunks of rows of `x`.
-fn for_each_chunk(
-    model: &impl Logits,
+/// `per_chunk(first_row, logits)` for every chunk of rows, in chunk order.
+fn map_chunks<M: Logits, R: Send>(
+    model: &M,
     x: ArrayView2<'_, f32>,
-    mut f: impl FnMut(usize, ArrayView2<'_, f32>),
-) {
-    let m = x.nrows();
-    let mut out = Array2::<f32>::zeros((CHUNK_ROWS.min(m), model.classes()));
-    for start in (0..m).step_by(CHUNK_ROWS) {
-        let end = m.min(start + CHUNK_ROWS);
-        let mut chunk = out.slice_mut(s![..end - start, ..]);
-        model.logits(x.slice(s![start..end, ..]), chunk.view_mut());
-        f(start, chunk.view());
-    }
+    per_chunk: impl Fn(usize, &[Lanes]) -> R + Sync,
+) -> Vec<R> {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let (m, n) = (x.nrows(), model.features());
+    let kg = lane_groups(model.classes());
+    let chunks = m.div_ceil(CHUNK_ROWS);
+    let threads = threads_for(m * model.work_per_row(), chunks);
+    let mut parts: Vec<(usize, Vec<(usize, R)>)> = (0..threads).map(|t| (t, Vec::new())).collect();
+    run_parts(&mut parts, |(t, results)| {
+        let mut scratch = model.scratch(CHUNK_ROWS);
+        let mut out = vec![[0.0; LANES]; CHUNK_ROWS * kg];
+        for c in (*t..chunks).step_by(threads) {
+            let (r0, r1) = (c * CHUNK_ROWS, m.min((c + 1) * CHUNK_ROWS));
+            let logits = &mut out[..(r1 - r0) * kg];
+            model.logits(&xs[r0 * n..r1 * n], &mut scratch, logits);
+            results.push((c, per_chunk(r0, logits)));
+        }
+    });
+    let mut all: Vec<(usize, R)> = parts.into_iter().flat_map(|(_, r)| r).collect();
+    all.sort_by_key(|(c, _)| *c);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The first `k` columns of logits stored as rows of `kg` lane groups.
+fn live_logits(logits: &[Lanes], kg: usize, k: usize) -> ArrayView2<'_, f32> {
+    let rows = logits.len() / kg;
+    ArrayView2::from_shape((rows, kg * LANES), logits.as_flattened())
+        .expect("rows of kg lane groups")
+        .slice_move(s![.., ..k])
 }
 
 /// Mean softmax loss and error rate of `model` on (x, y).
@@ -44,22 +77,29 @@ pub(crate) fn loss_err_of(
     check_rows("X", x.nrows(), y.len())?;
     check_nonempty("X", x.nrows())?;
     check_labels(y, model.classes())?;
-    let mut sums = LossErrSums::default();
-    for_each_chunk(model, x, |start, logits| {
-        sums.add(loss_err_sums(
-            logits,
-            y.slice(s![start..start + logits.nrows()]),
-        ))
+    let k = model.classes();
+    let kg = lane_groups(k);
+    let sums = map_chunks(model, x, |r0, logits| {
+        let z = live_logits(logits, kg, k);
+        loss_err_sums(z, y.slice(s![r0..r0 + z.nrows()]))
     });
-    Ok(sums.mean())
+    let mut total = LossErrSums::default();
+    for s in sums {
+        total.add(s);
+    }
+    Ok(total.mean())
 }
 
 /// The argmax class of `model` for every row of `x`.
 pub(crate) fn predict_of(model: &impl Logits, x: ArrayView2<'_, f32>) -> Result<Vec<u32>> {
-    check_positive("the number of classes", model.classes())?;
-    let mut predictions = Vec::with_capacity(x.nrows());
-    for_each_chunk(model, x, |_, logits| {
-        predictions.extend(logits.rows().into_iter().map(|r| argmax(r) as u32))
+    let k = model.classes();
+    let kg = lane_groups(k);
+    let chunks = map_chunks(model, x, |_, logits| {
+        let z = live_logits(logits, kg, k);
+        z.rows()
+            .into_iter()
+            .map(|row| argmax(row) as u32)
+            .collect::<Vec<u32>>()
     });
-    Ok(predictions)
+    Ok(chunks.concat())
 }

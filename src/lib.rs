@@ -23,8 +23,12 @@ pub mod ffi;
 pub mod loss;
 pub mod mnist;
 pub mod numpy_rng;
+pub mod parallel;
 pub mod sgd;
+pub mod simd;
 pub mod softmax_regression;
+mod softmax_rows;
+mod sparse;
 pub mod train;
 pub mod two_layer;
 
@@ -32,7 +36,9 @@ pub use error::{Error, IdxError, IdxErrorKind, Result};
 pub use loss::{loss_err, softmax_loss, LossErr, Real};
 pub use mnist::{parse_mnist, read_images, read_labels, Images, MnistPaths};
 pub use numpy_rng::{course_init_weights, NumpyRandomState};
+pub use parallel::{num_threads, set_num_threads};
 pub use sgd::{minibatches, Sgd};
+pub use simd::{set_simd_level, simd_level, supported_simd_level, SimdLevel};
 pub use softmax_regression::{
     softmax_regression_epoch, softmax_regression_loss_err, softmax_regression_predict,
 };

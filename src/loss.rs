@@ -4,7 +4,7 @@
 //! difference the loss at tiny steps in float64, which an f32 loss cannot
 //! resolve, while training runs in f32.
 
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1};
+use ndarray::{ArrayView1, ArrayView2};
 
 use crate::error::Result;
 use crate::sgd::{check_labels, check_nonempty, check_rows};
@@ -14,6 +14,7 @@ pub trait Real:
     ndarray::LinalgScalar + PartialOrd + Default + Send + Sync + std::fmt::Debug + 'static
 {
     const NEG_INFINITY: Self;
+    fn is_nan(self) -> bool;
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn to_f64(self) -> f64;
@@ -21,6 +22,9 @@ pub trait Real:
 
 impl Real for f32 {
     const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
     fn exp(self) -> Self {
         f32::exp(self)
     }
@@ -34,6 +38,9 @@ impl Real for f32 {
 
 impl Real for f64 {
     const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
     fn exp(self) -> Self {
         f64::exp(self)
     }
@@ -60,11 +67,11 @@ pub fn argmax<F: Real>(row: ArrayView1<'_, F>) -> usize {
     let mut best = 0;
     let mut best_value = row[0];
     for (j, &v) in row.iter().enumerate().skip(1) {
-        // `v != v` is NaN: numpy's argmax stops at the first NaN.
-        if best_value != best_value {
+        // numpy's argmax stops at the first NaN.
+        if best_value.is_nan() {
             break;
         }
-        if v > best_value || v != v {
+        if v > best_value || v.is_nan() {
             best = j;
             best_value = v;
         }
@@ -142,21 +149,4 @@ pub(crate) fn loss_err_sums<F: Real>(z: ArrayView2<'_, F>, y: ArrayView1<'_, u8>
         sums.wrong += usize::from(argmax(row) != usize::from(label));
     }
     sums
-}
-
-/// Replaces a row of logits by `softmax(z) − onehot(label)`: the gradient of
-/// the row's loss with respect to its logits.
-pub(crate) fn softmax_minus_onehot(mut row: ArrayViewMut1<'_, f32>, label: u8) {
-    let max = row
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    for v in row.iter_mut() {
-        *v /= sum;
-    }
-    row[usize::from(label)] -= 1.0;
 }

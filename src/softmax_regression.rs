@@ -1,12 +1,28 @@
 //! Softmax regression: one linear layer `X θ` trained by minibatch SGD.
+//!
+//! The epoch kernel skips the zeros of X (see [`crate::sparse`]) and splits
+//! each minibatch between threads by fixed blocks of input pixels: each
+//! thread computes its blocks' partial logits, the threads meet once, every
+//! thread sums the partials in block order and takes the softmax, then each
+//! updates the rows of θ for its own pixels.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2};
+use std::ops::Range;
+use std::sync::RwLock;
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
-use crate::loss::{softmax_minus_onehot, LossErr};
+use crate::loss::LossErr;
+use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
+use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
+use crate::softmax_rows::{lane_groups, softmax_minus_onehot, sum_partials};
+use crate::sparse::Csr;
+
+/// Input pixels are split into this many fixed blocks (fewer when n is
+/// small), the unit of work of a thread and of the partial sums.
+const PIXEL_BLOCKS: usize = 8;
 
 /// One epoch of minibatch SGD on softmax regression, updating `theta` (n×k)
 /// in place. For a batch of b rows:
@@ -15,31 +31,55 @@ use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatc
 /// Batches are taken in order without shuffling; a final partial batch is
 /// used and divided by its own size. Every argument is checked before
 /// `theta` is touched: on error it is unchanged. An empty `x` (m = 0) is a
-/// no-op.
+/// no-op. The result is the same for any number of threads.
 pub fn softmax_regression_epoch(
     x: ArrayView2<'_, f32>,
     y: ArrayView1<'_, u8>,
     mut theta: ArrayViewMut2<'_, f32>,
     sgd: Sgd,
 ) -> Result<()> {
-    let (m, n) = x.dim();
-    let k = theta.ncols();
     check_arguments(x, y, theta.view(), sgd)?;
+    let (m, n) = x.dim();
     if m == 0 {
         return Ok(());
     }
-    let mut grad_logits = Array2::<f32>::zeros((sgd.batch.min(m), k));
-    for rows in minibatches(m, sgd.batch) {
-        let b = rows.len();
-        let xb = x.slice(s![rows.clone(), ..]);
-        let mut g = grad_logits.slice_mut(s![..b, ..]);
-        general_mat_mul(1.0, &xb, &theta, 0.0, &mut g);
-        for (row, &label) in g.rows_mut().into_iter().zip(y.slice(s![rows]).iter()) {
-            softmax_minus_onehot(row, label);
+    let k = theta.ncols();
+    let kg = lane_groups(k);
+    let x = x.as_standard_layout();
+    let y = y.as_standard_layout();
+    let blocks = pixel_blocks(n);
+    let threads = threads_for(m * n * kg, blocks.len());
+    let batch = sgd.batch.min(m);
+    let mut parts: Vec<SoftmaxPart> = split_blocks(blocks.len(), threads)
+        .into_iter()
+        .map(|owned| SoftmaxPart::new(theta.view(), &blocks, owned, batch))
+        .collect();
+    let shared = SoftmaxShared {
+        x: x.as_slice().expect("standard layout"),
+        y: y.as_slice().expect("standard layout"),
+        m,
+        n,
+        k,
+        kg,
+        batch: sgd.batch,
+        lr: sgd.lr,
+        partials: [0, 1].map(|_| {
+            blocks
+                .iter()
+                .map(|_| RwLock::new(vec![[0.0; LANES]; batch * kg]))
+                .collect()
+        }),
+        blocks,
+        barrier: Barrier::new(threads),
+    };
+    run_parts(&mut parts, |part| softmax_worker((&shared, part)));
+    for part in &parts {
+        for (j, row) in (part.j0..).zip(part.theta.chunks_exact(kg)) {
+            for (c, t) in theta.row_mut(j).iter_mut().enumerate() {
+                *t = row[c / LANES][c % LANES];
+            }
         }
-        general_mat_mul(-sgd.lr / b as f32, &xb.t(), &g, 1.0, &mut theta);
     }
-    debug_assert_eq!(theta.dim(), (n, k));
     Ok(())
 }
 
@@ -58,17 +98,259 @@ fn check_arguments(
     check_labels(y, theta.ncols())
 }
 
-/// Logits `X θ` of softmax regression, computed into `out` for the rows of `x`.
-pub(crate) struct LinearLogits<'a> {
-    pub theta: ArrayView2<'a, f32>,
+/// Fixed blocks of pixel columns, each a multiple of 16 wide but the last.
+fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
+    let groups = n.div_ceil(LANES);
+    let blocks = PIXEL_BLOCKS.min(groups);
+    (0..blocks)
+        .map(|b| (groups * b / blocks * LANES).min(n)..(groups * (b + 1) / blocks * LANES).min(n))
+        .collect()
 }
 
-impl Logits for LinearLogits<'_> {
-    fn classes(&self) -> usize {
-        self.theta.ncols()
+/// θ packed in lane groups: row j holds `kg` groups of 16 lanes, classes
+/// beyond k zero.
+fn pack_rows(theta: ArrayView2<'_, f32>, rows: Range<usize>, kg: usize) -> Vec<Lanes> {
+    let mut packed = vec![[0.0; LANES]; rows.len() * kg];
+    for (j, dst) in rows.zip(packed.chunks_exact_mut(kg)) {
+        for (c, &t) in theta.row(j).iter().enumerate() {
+            dst[c / LANES][c % LANES] = t;
+        }
     }
-    fn logits(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-        general_mat_mul(1.0, &x, &self.theta, 0.0, &mut out);
+    packed
+}
+
+struct SoftmaxShared<'a> {
+    x: &'a [f32],
+    y: &'a [u8],
+    m: usize,
+    n: usize,
+    k: usize,
+    kg: usize,
+    batch: usize,
+    lr: f32,
+    blocks: Vec<Range<usize>>,
+    /// Partial logits of each pixel block, `batch × kg` lane groups,
+    /// double-buffered by minibatch parity so that the next minibatch can
+    /// start while others still read this one.
+    partials: [Vec<RwLock<Vec<Lanes>>>; 2],
+    barrier: Barrier,
+}
+
+/// One thread's share: the pixel blocks it owns and their rows of θ.
+struct SoftmaxPart {
+    blocks: Range<usize>,
+    j0: usize,
+    theta: Vec<Lanes>,
+    grad: Vec<Lanes>,
+    csr: Csr,
+    g: Vec<Lanes>,
+}
+
+impl SoftmaxPart {
+    fn new(
+        theta: ArrayView2<'_, f32>,
+        all: &[Range<usize>],
+        owned: Range<usize>,
+        batch: usize,
+    ) -> Self {
+        let kg = lane_groups(theta.ncols());
+        let (j0, j1) = (all[owned.start].start, all[owned.end - 1].end);
+        SoftmaxPart {
+            csr: Csr::new(batch, j1 - j0),
+            blocks: owned,
+            j0,
+            theta: pack_rows(theta, j0..j1, kg),
+            grad: vec![[0.0; LANES]; (j1 - j0) * kg],
+            g: vec![[0.0; LANES]; batch * kg],
+        }
+    }
+}
+
+multiversion! {
+    fn softmax_worker(args: (&SoftmaxShared<'_>, &mut SoftmaxPart)) -> () => softmax_worker_generic
+}
+
+#[inline(always)]
+fn softmax_worker_generic<I: Isa>((sh, part): (&SoftmaxShared<'_>, &mut SoftmaxPart)) {
+    let (n, k, kg) = (sh.n, sh.k, sh.kg);
+    let _poison = sh.barrier.poison_on_panic();
+    for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
+        let parity = index % 2;
+        let b = rows.len();
+        let xb = &sh.x[rows.start * n..rows.end * n];
+        let own = &sh.blocks[part.blocks.clone()];
+        part.csr.fill::<I>(xb, n, own);
+        for (s, cols) in own.iter().enumerate() {
+            let theta = &part.theta[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
+            let mut partial = sh.partials[parity][part.blocks.start + s]
+                .write()
+                .expect("no thread panicked");
+            for (i, out) in partial.chunks_exact_mut(kg).take(b).enumerate() {
+                let (c, v) = part.csr.segment(i, s);
+                sparse_dot::<I>(c, v, theta, kg, out);
+            }
+        }
+        sh.barrier.wait();
+        {
+            let partials: Vec<_> = sh.partials[parity]
+                .iter()
+                .map(|p| p.read().expect("no thread panicked"))
+                .collect();
+            for (i, g) in part.g.chunks_exact_mut(kg).take(b).enumerate() {
+                sum_partials(g, partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
+                softmax_minus_onehot(g, k, sh.y[rows.start + i]);
+            }
+        }
+        // θ ← θ − lr/b · Xbᵀ G, the gradient summed first as numpy does.
+        let (grad, g, csr) = (&mut part.grad[..], &part.g[..], &part.csr);
+        for (s, cols) in own.iter().enumerate() {
+            let grad = &mut grad[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
+            for (i, gi) in g.chunks_exact(kg).take(b).enumerate() {
+                let (c, v) = csr.segment(i, s);
+                if kg == 1 {
+                    let gi = &gi[0];
+                    for (&j, &x) in c.iter().zip(v) {
+                        axpy_n::<I, LANES>(&mut grad[j as usize], x, gi);
+                    }
+                } else {
+                    for (&j, &x) in c.iter().zip(v) {
+                        let r = j as usize * kg;
+                        for (grad, g) in grad[r..r + kg].iter_mut().zip(gi) {
+                            axpy_n::<I, LANES>(grad, x, g);
+                        }
+                    }
+                }
+            }
+        }
+        let step = -(sh.lr / b as f32);
+        for (t, grad) in part.theta.iter_mut().zip(part.grad.iter_mut()) {
+            for (t, g) in t.iter_mut().zip(grad.iter()) {
+                *t = mul_add::<I>(step, *g, *t);
+            }
+            *grad = [0.0; LANES];
+        }
+    }
+}
+
+/// `out = Σ_e vals[e] · theta[cols[e]]` over lane groups, with four
+/// accumulators to hide the latency of the multiply-adds.
+#[inline(always)]
+fn sparse_dot<I: Isa>(cols: &[u32], vals: &[f32], theta: &[Lanes], kg: usize, out: &mut [Lanes]) {
+    if kg == 1 {
+        // The common case (k <= 16): no stride arithmetic.
+        let mut acc = [[0.0f32; LANES]; 4];
+        let split = cols.len() / 4 * 4;
+        for (c4, v4) in cols[..split]
+            .chunks_exact(4)
+            .zip(vals[..split].chunks_exact(4))
+        {
+            for u in 0..4 {
+                axpy_n::<I, LANES>(&mut acc[u], v4[u], &theta[c4[u] as usize]);
+            }
+        }
+        for (&c, &v) in cols[split..].iter().zip(&vals[split..]) {
+            axpy_n::<I, LANES>(&mut acc[0], v, &theta[c as usize]);
+        }
+        for l in 0..LANES {
+            out[0][l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        }
+        return;
+    }
+    for (g, out) in out.iter_mut().enumerate() {
+        let mut acc = [[0.0f32; LANES]; 4];
+        let split = cols.len() / 4 * 4;
+        for (c4, v4) in cols[..split]
+            .chunks_exact(4)
+            .zip(vals[..split].chunks_exact(4))
+        {
+            for u in 0..4 {
+                axpy_n::<I, LANES>(&mut acc[u], v4[u], &theta[c4[u] as usize * kg + g]);
+            }
+        }
+        for (&c, &v) in cols[split..].iter().zip(&vals[split..]) {
+            axpy_n::<I, LANES>(&mut acc[0], v, &theta[c as usize * kg + g]);
+        }
+        for l in 0..LANES {
+            out[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        }
+    }
+}
+
+/// Logits `X θ` of softmax regression, for evaluation.
+pub(crate) struct LinearLogits {
+    k: usize,
+    kg: usize,
+    blocks: Vec<Range<usize>>,
+    theta: Vec<Lanes>,
+}
+
+impl LinearLogits {
+    pub fn new(theta: ArrayView2<'_, f32>) -> Self {
+        let kg = lane_groups(theta.ncols());
+        LinearLogits {
+            k: theta.ncols(),
+            kg,
+            blocks: pixel_blocks(theta.nrows()),
+            theta: pack_rows(theta, 0..theta.nrows(), kg),
+        }
+    }
+}
+
+pub(crate) struct LinearScratch {
+    csr: Csr,
+    partials: Vec<Vec<Lanes>>,
+}
+
+multiversion! {
+    fn linear_logits(args: (&LinearLogits, &[f32], &mut LinearScratch, &mut [Lanes])) -> () => linear_logits_generic
+}
+
+#[inline(always)]
+fn linear_logits_generic<I: Isa>(
+    (model, x, scratch, out): (&LinearLogits, &[f32], &mut LinearScratch, &mut [Lanes]),
+) {
+    let n = model.blocks.last().map_or(0, |b| b.end);
+    let kg = model.kg;
+    let rows = x.len() / n;
+    scratch.partials.resize_with(model.blocks.len(), Vec::new);
+    scratch.csr.fill::<I>(x, n, &model.blocks);
+    for (s, (blk, partial)) in model
+        .blocks
+        .iter()
+        .zip(scratch.partials.iter_mut())
+        .enumerate()
+    {
+        partial.resize(rows * kg, [0.0; LANES]);
+        let theta = &model.theta[blk.start * kg..blk.end * kg];
+        for (i, p) in partial.chunks_exact_mut(kg).enumerate() {
+            let (c, v) = scratch.csr.segment(i, s);
+            sparse_dot::<I>(c, v, theta, kg, p);
+        }
+    }
+    for (i, o) in out.chunks_exact_mut(kg).take(rows).enumerate() {
+        sum_partials(o, scratch.partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
+    }
+}
+
+impl Logits for LinearLogits {
+    type Scratch = LinearScratch;
+    fn classes(&self) -> usize {
+        self.k
+    }
+    fn features(&self) -> usize {
+        self.blocks.last().map_or(0, |b| b.end)
+    }
+    fn work_per_row(&self) -> usize {
+        self.features() * self.kg
+    }
+    fn scratch(&self, rows: usize) -> LinearScratch {
+        LinearScratch {
+            csr: Csr::new(rows, self.features()),
+            partials: Vec::new(),
+        }
+    }
+    fn logits(&self, x: &[f32], scratch: &mut LinearScratch, out: &mut [Lanes]) {
+        linear_logits((self, x, scratch, out));
     }
 }
 
@@ -79,7 +361,9 @@ pub fn softmax_regression_loss_err(
     theta: ArrayView2<'_, f32>,
 ) -> Result<LossErr> {
     check_shape("theta", theta.dim(), x.ncols(), theta.ncols())?;
-    loss_err_of(&LinearLogits { theta }, x, y)
+    check_positive("n (columns of X)", x.ncols())?;
+    check_positive("k (columns of theta)", theta.ncols())?;
+    loss_err_of(&LinearLogits::new(theta), x, y)
 }
 
 /// Predicted class (argmax of `X θ`) for every row of `x`.
@@ -88,5 +372,7 @@ pub fn softmax_regression_predict(
     theta: ArrayView2<'_, f32>,
 ) -> Result<Vec<u32>> {
     check_shape("theta", theta.dim(), x.ncols(), theta.ncols())?;
-    predict_of(&LinearLogits { theta }, x)
+    check_positive("n (columns of X)", x.ncols())?;
+    check_positive("k (columns of theta)", theta.ncols())?;
+    predict_of(&LinearLogits::new(theta), x)
 }

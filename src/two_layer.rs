@@ -1,12 +1,30 @@
 //! The two-layer ReLU network `ReLU(X W1) W2` trained by minibatch SGD.
+//!
+//! The epoch kernel skips the zeros of X (see [`crate::sparse`]) and splits
+//! each minibatch between threads by fixed blocks of 16 hidden units: each
+//! thread computes its units of the hidden layer and their partial logits,
+//! the threads meet once, every thread sums the partials in block order and
+//! takes the softmax, then each updates its own columns of W1 and rows of W2.
+//! The products with X walk it column by column (CSC) so that a tile of 64
+//! hidden units of the accumulating rows stays in L1 cache.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use std::ops::Range;
+use std::sync::RwLock;
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
-use crate::loss::{softmax_minus_onehot, LossErr};
+use crate::loss::LossErr;
+use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
+use crate::simd::{axpy, axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
+use crate::softmax_rows::{lane_groups, softmax_minus_onehot, sum_partials};
+use crate::sparse::{Csc, Csr};
+
+/// Hidden units processed together in the products with X: four lane
+/// groups, whose accumulators stay in registers.
+const TILE: usize = 4 * LANES;
 
 /// One epoch of minibatch SGD on the two-layer network, updating `w1` (n×d)
 /// and `w2` (d×k) in place. For a batch of b rows:
@@ -20,7 +38,8 @@ use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatc
 /// Both gradients are computed before either update. Batches are taken in
 /// order without shuffling; a final partial batch is used and divided by its
 /// own size. Every argument is checked before the weights are touched: on
-/// error they are unchanged. An empty `x` (m = 0) is a no-op.
+/// error they are unchanged. An empty `x` (m = 0) is a no-op. The result is
+/// the same for any number of threads.
 pub fn nn_epoch(
     x: ArrayView2<'_, f32>,
     y: ArrayView1<'_, u8>,
@@ -29,47 +48,53 @@ pub fn nn_epoch(
     sgd: Sgd,
 ) -> Result<()> {
     check_arguments(x, y, w1.view(), w2.view(), sgd)?;
-    let m = x.nrows();
+    let (m, n) = x.dim();
     if m == 0 {
         return Ok(());
     }
     let (d, k) = w2.dim();
-    let rows = sgd.batch.min(m);
-    let mut z1_buf = Array2::<f32>::zeros((rows, d));
-    let mut g1_buf = Array2::<f32>::zeros((rows, d));
-    let mut g2_buf = Array2::<f32>::zeros((rows, k));
-    for batch in minibatches(m, sgd.batch) {
-        let b = batch.len();
-        let xb = x.slice(s![batch.clone(), ..]);
-        let mut z1 = z1_buf.slice_mut(s![..b, ..]);
-        let mut g1 = g1_buf.slice_mut(s![..b, ..]);
-        let mut g2 = g2_buf.slice_mut(s![..b, ..]);
-        general_mat_mul(1.0, &xb, &w1, 0.0, &mut z1);
-        z1.mapv_inplace(relu);
-        general_mat_mul(1.0, &z1, &w2, 0.0, &mut g2);
-        for (row, &label) in g2.rows_mut().into_iter().zip(y.slice(s![batch]).iter()) {
-            softmax_minus_onehot(row, label);
-        }
-        general_mat_mul(1.0, &g2, &w2.t(), 0.0, &mut g1);
-        Zip::from(&mut g1).and(&z1).for_each(|g, &z| {
-            if !(z > 0.0) {
-                *g = 0.0;
+    let kg = lane_groups(k);
+    let x = x.as_standard_layout();
+    let y = y.as_standard_layout();
+    let hidden_blocks = d.div_ceil(LANES);
+    let threads = threads_for(m * n * d / 4, hidden_blocks);
+    let batch = sgd.batch.min(m);
+    let mut parts: Vec<NnPart> = split_blocks(hidden_blocks, threads)
+        .into_iter()
+        .map(|owned| NnPart::new(w1.view(), w2.view(), owned, batch))
+        .collect();
+    let shared = NnShared {
+        x: x.as_slice().expect("standard layout"),
+        y: y.as_slice().expect("standard layout"),
+        m,
+        n,
+        k,
+        kg,
+        batch: sgd.batch,
+        lr: sgd.lr,
+        partials: [0, 1].map(|_| {
+            (0..hidden_blocks)
+                .map(|_| RwLock::new(vec![[0.0; LANES]; batch * kg]))
+                .collect()
+        }),
+        barrier: Barrier::new(threads),
+    };
+    run_parts(&mut parts, |part| nn_worker((&shared, part)));
+    for part in &parts {
+        let h0 = part.blocks.start * LANES;
+        let live = part.width.min(d - h0);
+        for (j, row) in part.w1.chunks_exact(part.width).enumerate() {
+            for (dst, &src) in w1.row_mut(j).iter_mut().skip(h0).zip(&row[..live]) {
+                *dst = src;
             }
-        });
-        let step = -sgd.lr / b as f32;
-        general_mat_mul(step, &xb.t(), &g1, 1.0, &mut w1);
-        general_mat_mul(step, &z1.t(), &g2, 1.0, &mut w2);
+        }
+        for (h, row) in part.w2.chunks_exact(kg).take(live).enumerate() {
+            for (c, dst) in w2.row_mut(h0 + h).iter_mut().enumerate() {
+                *dst = row[c / LANES][c % LANES];
+            }
+        }
     }
     Ok(())
-}
-
-fn relu(v: f32) -> f32 {
-    // `max` would turn NaN into 0; keep NaN visible instead.
-    if v > 0.0 || v.is_nan() {
-        v
-    } else {
-        0.0
-    }
 }
 
 fn check_arguments(
@@ -80,33 +105,371 @@ fn check_arguments(
     sgd: Sgd,
 ) -> Result<()> {
     let (m, n) = x.dim();
-    let (d, k) = w2.dim();
     sgd.check()?;
     check_positive("n (columns of X)", n)?;
     check_positive("d (hidden units)", w1.ncols())?;
-    check_positive("k (columns of W2)", k)?;
+    check_positive("k (columns of W2)", w2.ncols())?;
     check_rows("X", m, y.len())?;
     check_shape("W1", w1.dim(), n, w1.ncols())?;
-    check_shape("W2", w2.dim(), w1.ncols(), k)?;
-    debug_assert_eq!(d, w1.ncols());
-    check_labels(y, k)
+    check_shape("W2", w2.dim(), w1.ncols(), w2.ncols())?;
+    check_labels(y, w2.ncols())
 }
 
-/// Logits `ReLU(X W1) W2` of the network.
-pub(crate) struct TwoLayerLogits<'a> {
-    pub w1: ArrayView2<'a, f32>,
-    pub w2: ArrayView2<'a, f32>,
-}
-
-impl Logits for TwoLayerLogits<'_> {
-    fn classes(&self) -> usize {
-        self.w2.ncols()
+/// Columns `h0..h0+width` of W1 (zero beyond d), row-major n × width.
+fn pack_w1(w1: ArrayView2<'_, f32>, h0: usize, width: usize) -> Vec<f32> {
+    let mut packed = vec![0.0; w1.nrows() * width];
+    for (row, dst) in w1.rows().into_iter().zip(packed.chunks_exact_mut(width)) {
+        for (d, &s) in dst.iter_mut().zip(row.iter().skip(h0)) {
+            *d = s;
+        }
     }
-    fn logits(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-        let mut hidden = Array2::<f32>::zeros((x.nrows(), self.w1.ncols()));
-        general_mat_mul(1.0, &x, &self.w1, 0.0, &mut hidden);
-        hidden.mapv_inplace(relu);
-        general_mat_mul(1.0, &hidden, &self.w2, 0.0, &mut out);
+    packed
+}
+
+/// Rows `h0..h0+width` of W2 (zero beyond d) in lane groups.
+fn pack_w2(w2: ArrayView2<'_, f32>, h0: usize, width: usize, kg: usize) -> Vec<Lanes> {
+    let mut packed = vec![[0.0; LANES]; width * kg];
+    for (row, dst) in w2
+        .rows()
+        .into_iter()
+        .skip(h0)
+        .zip(packed.chunks_exact_mut(kg))
+    {
+        for (c, &v) in row.iter().enumerate() {
+            dst[c / LANES][c % LANES] = v;
+        }
+    }
+    packed
+}
+
+struct NnShared<'a> {
+    x: &'a [f32],
+    y: &'a [u8],
+    m: usize,
+    n: usize,
+    k: usize,
+    kg: usize,
+    batch: usize,
+    lr: f32,
+    /// Partial logits of each block of hidden units, `batch × kg` lane
+    /// groups, double-buffered by minibatch parity.
+    partials: [Vec<RwLock<Vec<Lanes>>>; 2],
+    barrier: Barrier,
+}
+
+/// One thread's share: its blocks of hidden units, their columns of W1 and
+/// rows of W2, and its work space.
+struct NnPart {
+    blocks: Range<usize>,
+    width: usize,
+    w1: Vec<f32>,
+    w2: Vec<Lanes>,
+    /// W2ᵀ for these units: k rows of `width`.
+    w2t: Vec<f32>,
+    z1: Vec<f32>,
+    g1: Vec<f32>,
+    g2: Vec<Lanes>,
+    gw2: Vec<Lanes>,
+    csr: Csr,
+    csc: Csc,
+}
+
+impl NnPart {
+    fn new(
+        w1: ArrayView2<'_, f32>,
+        w2: ArrayView2<'_, f32>,
+        blocks: Range<usize>,
+        batch: usize,
+    ) -> Self {
+        let (n, k) = (w1.nrows(), w2.ncols());
+        let kg = lane_groups(k);
+        let width = blocks.len() * LANES;
+        let h0 = blocks.start * LANES;
+        let w2p = pack_w2(w2, h0, width, kg);
+        let mut part = NnPart {
+            blocks,
+            width,
+            w1: pack_w1(w1, h0, width),
+            w2t: vec![0.0; k * width],
+            w2: w2p,
+            z1: vec![0.0; batch * width],
+            g1: vec![0.0; batch * width],
+            g2: vec![[0.0; LANES]; batch * kg],
+            gw2: vec![[0.0; LANES]; width * kg],
+            csr: Csr::new(batch, n),
+            csc: Csc::new(),
+        };
+        part.transpose_w2(k, kg);
+        part
+    }
+
+    fn transpose_w2(&mut self, k: usize, kg: usize) {
+        for (h, row) in self.w2.chunks_exact(kg).enumerate() {
+            for c in 0..k {
+                self.w2t[c * self.width + h] = row[c / LANES][c % LANES];
+            }
+        }
+    }
+}
+
+/// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
+/// (a multiple of 16).
+#[inline(always)]
+fn hidden_layer<I: Isa>(csc: &Csc, n: usize, w1: &[f32], w: usize, z1: &mut [f32]) {
+    z1.fill(0.0);
+    for t0 in (0..w).step_by(TILE) {
+        match TILE.min(w - t0) {
+            TILE => hidden_tile::<I, TILE>(csc, n, w1, w, t0, z1),
+            48 => hidden_tile::<I, 48>(csc, n, w1, w, t0, z1),
+            32 => hidden_tile::<I, 32>(csc, n, w1, w, t0, z1),
+            _ => hidden_tile::<I, 16>(csc, n, w1, w, t0, z1),
+        }
+    }
+    for z in z1.iter_mut() {
+        // `max` would turn NaN into 0; keep it visible as numpy does.
+        if *z <= 0.0 {
+            *z = 0.0;
+        }
+    }
+}
+
+/// Columns `t0..t0+T` of `z1 += X W1`, walking X by columns so that the
+/// `T` weights of a pixel stay in registers.
+#[inline(always)]
+fn hidden_tile<I: Isa, const T: usize>(
+    csc: &Csc,
+    n: usize,
+    w1: &[f32],
+    w: usize,
+    t0: usize,
+    z1: &mut [f32],
+) {
+    for (j, w1j) in w1.chunks_exact(w).take(n).enumerate() {
+        let (rows, vals) = csc.col(j);
+        let wv: [f32; T] = w1j[t0..t0 + T].try_into().expect("tile");
+        for (&i, &v) in rows.iter().zip(vals) {
+            let at = i as usize * w + t0;
+            let z: &mut [f32; T] = (&mut z1[at..at + T]).try_into().expect("tile");
+            axpy_n::<I, T>(z, v, &wv);
+        }
+    }
+}
+
+/// Columns `t0..t0+T` of `W1 ← W1 + step · Xᵀ G1`, the gradient of each
+/// pixel summed in registers before it is applied.
+#[inline(always)]
+fn w1_update_tile<I: Isa, const T: usize>(
+    csc: &Csc,
+    w1: &mut [f32],
+    w: usize,
+    t0: usize,
+    g1: &[f32],
+    step: f32,
+) {
+    for (j, w1j) in w1.chunks_exact_mut(w).enumerate() {
+        let (rows, vals) = csc.col(j);
+        if rows.is_empty() {
+            continue;
+        }
+        let mut acc = [0.0f32; T];
+        for (&i, &v) in rows.iter().zip(vals) {
+            let at = i as usize * w + t0;
+            let g: &[f32; T] = g1[at..at + T].try_into().expect("tile");
+            axpy_n::<I, T>(&mut acc, v, g);
+        }
+        let wj: &mut [f32; T] = (&mut w1j[t0..t0 + T]).try_into().expect("tile");
+        axpy_n::<I, T>(wj, step, &acc);
+    }
+}
+
+/// Partial logits of hidden block `block` (16 units at `block * 16` within
+/// rows of width `w`): `out[i] = Σ_h z1[i, h] W2[h]`.
+#[inline(always)]
+fn block_logits<I: Isa>(
+    z1: &[f32],
+    w: usize,
+    w2: &[Lanes],
+    kg: usize,
+    block: usize,
+    out: &mut [Lanes],
+) {
+    let h0 = block * LANES;
+    let w2b = &w2[h0 * kg..(h0 + LANES) * kg];
+    for (zi, oi) in z1.chunks_exact(w).zip(out.chunks_exact_mut(kg)) {
+        for (g, o) in oi.iter_mut().enumerate() {
+            let mut acc = [0.0f32; LANES];
+            for (hh, &z) in zi[h0..h0 + LANES].iter().enumerate() {
+                axpy_n::<I, LANES>(&mut acc, z, &w2b[hh * kg + g]);
+            }
+            *o = acc;
+        }
+    }
+}
+
+multiversion! {
+    fn nn_worker(args: (&NnShared<'_>, &mut NnPart)) -> () => nn_worker_generic
+}
+
+#[inline(always)]
+fn nn_worker_generic<I: Isa>((sh, part): (&NnShared<'_>, &mut NnPart)) {
+    let (n, k, kg, w) = (sh.n, sh.k, sh.kg, part.width);
+    let _poison = sh.barrier.poison_on_panic();
+    for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
+        let parity = index % 2;
+        let b = rows.len();
+        part.csr.fill::<I>(
+            &sh.x[rows.start * n..rows.end * n],
+            n,
+            std::slice::from_ref(&(0..n)),
+        );
+        part.csc.fill_from(&part.csr, n);
+        let z1 = &mut part.z1[..b * w];
+        hidden_layer::<I>(&part.csc, n, &part.w1, w, z1);
+        for (local, block) in part.blocks.clone().enumerate() {
+            let mut partial = sh.partials[parity][block]
+                .write()
+                .expect("no thread panicked");
+            block_logits::<I>(z1, w, &part.w2, kg, local, &mut partial[..b * kg]);
+        }
+        sh.barrier.wait();
+        {
+            let partials: Vec<_> = sh.partials[parity]
+                .iter()
+                .map(|p| p.read().expect("no thread panicked"))
+                .collect();
+            for (i, g) in part.g2.chunks_exact_mut(kg).take(b).enumerate() {
+                sum_partials(g, partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
+                softmax_minus_onehot(g, k, sh.y[rows.start + i]);
+            }
+        }
+        let z1 = &part.z1[..b * w];
+        // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
+        for ((g1, z), g2) in part
+            .g1
+            .chunks_exact_mut(w)
+            .zip(z1.chunks_exact(w))
+            .zip(part.g2.chunks_exact(kg))
+        {
+            g1.fill(0.0);
+            for c in 0..k {
+                axpy::<I>(g1, g2[c / LANES][c % LANES], &part.w2t[c * w..(c + 1) * w]);
+            }
+            for (g, &z) in g1.iter_mut().zip(z) {
+                // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
+                if z <= 0.0 || z.is_nan() {
+                    *g = 0.0;
+                }
+            }
+        }
+        let step = -(sh.lr / b as f32);
+        // W2 ← W2 − lr/b · Z1ᵀ G2.
+        for (z, g2) in z1.chunks_exact(w).zip(part.g2.chunks_exact(kg)) {
+            for (gw, &zh) in part.gw2.chunks_exact_mut(kg).zip(z) {
+                for (gw, g) in gw.iter_mut().zip(g2) {
+                    axpy_n::<I, LANES>(gw, zh, g);
+                }
+            }
+        }
+        for (w2, gw) in part.w2.iter_mut().zip(part.gw2.iter_mut()) {
+            for (w, g) in w2.iter_mut().zip(gw.iter()) {
+                *w = mul_add::<I>(step, *g, *w);
+            }
+            *gw = [0.0; LANES];
+        }
+        part.transpose_w2(k, kg);
+        // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
+        let g1 = &part.g1[..b * w];
+        for t0 in (0..w).step_by(TILE) {
+            match TILE.min(w - t0) {
+                TILE => w1_update_tile::<I, TILE>(&part.csc, &mut part.w1, w, t0, g1, step),
+                48 => w1_update_tile::<I, 48>(&part.csc, &mut part.w1, w, t0, g1, step),
+                32 => w1_update_tile::<I, 32>(&part.csc, &mut part.w1, w, t0, g1, step),
+                _ => w1_update_tile::<I, 16>(&part.csc, &mut part.w1, w, t0, g1, step),
+            }
+        }
+    }
+}
+
+/// Logits `ReLU(X W1) W2` of the network, for evaluation.
+pub(crate) struct TwoLayerLogits {
+    n: usize,
+    d: usize,
+    k: usize,
+    kg: usize,
+    width: usize,
+    w1: Vec<f32>,
+    w2: Vec<Lanes>,
+}
+
+impl TwoLayerLogits {
+    pub fn new(w1: ArrayView2<'_, f32>, w2: ArrayView2<'_, f32>) -> Self {
+        let (d, k) = w2.dim();
+        let kg = lane_groups(k);
+        let width = d.div_ceil(LANES) * LANES;
+        TwoLayerLogits {
+            n: w1.nrows(),
+            d,
+            k,
+            kg,
+            width,
+            w1: pack_w1(w1, 0, width),
+            w2: pack_w2(w2, 0, width, kg),
+        }
+    }
+}
+
+pub(crate) struct TwoLayerScratch {
+    csr: Csr,
+    csc: Csc,
+    z1: Vec<f32>,
+    partials: Vec<Vec<Lanes>>,
+}
+
+multiversion! {
+    fn two_layer_logits(args: (&TwoLayerLogits, &[f32], &mut TwoLayerScratch, &mut [Lanes])) -> () => two_layer_logits_generic
+}
+
+#[inline(always)]
+fn two_layer_logits_generic<I: Isa>(
+    (model, x, scratch, out): (&TwoLayerLogits, &[f32], &mut TwoLayerScratch, &mut [Lanes]),
+) {
+    let (n, w, kg) = (model.n, model.width, model.kg);
+    let rows = x.len() / n;
+    scratch.csr.fill::<I>(x, n, std::slice::from_ref(&(0..n)));
+    scratch.csc.fill_from(&scratch.csr, n);
+    scratch.z1.resize(rows * w, 0.0);
+    hidden_layer::<I>(&scratch.csc, n, &model.w1, w, &mut scratch.z1);
+    scratch.partials.resize_with(w / LANES, Vec::new);
+    for (block, partial) in scratch.partials.iter_mut().enumerate() {
+        partial.resize(rows * kg, [0.0; LANES]);
+        block_logits::<I>(&scratch.z1, w, &model.w2, kg, block, partial);
+    }
+    for (i, o) in out.chunks_exact_mut(kg).take(rows).enumerate() {
+        sum_partials(o, scratch.partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
+    }
+}
+
+impl Logits for TwoLayerLogits {
+    type Scratch = TwoLayerScratch;
+    fn classes(&self) -> usize {
+        self.k
+    }
+    fn features(&self) -> usize {
+        self.n
+    }
+    fn work_per_row(&self) -> usize {
+        self.n * self.d / 8
+    }
+    fn scratch(&self, rows: usize) -> TwoLayerScratch {
+        TwoLayerScratch {
+            csr: Csr::new(rows, self.n),
+            csc: Csc::new(),
+            z1: Vec::new(),
+            partials: Vec::new(),
+        }
+    }
+    fn logits(&self, x: &[f32], scratch: &mut TwoLayerScratch, out: &mut [Lanes]) {
+        two_layer_logits((self, x, scratch, out));
     }
 }
 
@@ -115,6 +478,9 @@ fn check_model(
     w1: ArrayView2<'_, f32>,
     w2: ArrayView2<'_, f32>,
 ) -> Result<()> {
+    check_positive("n (columns of X)", x.ncols())?;
+    check_positive("d (hidden units)", w1.ncols())?;
+    check_positive("k (columns of W2)", w2.ncols())?;
     check_shape("W1", w1.dim(), x.ncols(), w1.ncols())?;
     check_shape("W2", w2.dim(), w1.ncols(), w2.ncols())
 }
@@ -127,7 +493,7 @@ pub fn nn_loss_err(
     w2: ArrayView2<'_, f32>,
 ) -> Result<LossErr> {
     check_model(x, w1, w2)?;
-    loss_err_of(&TwoLayerLogits { w1, w2 }, x, y)
+    loss_err_of(&TwoLayerLogits::new(w1, w2), x, y)
 }
 
 /// Predicted class (argmax of `ReLU(X W1) W2`) for every row of `x`.
@@ -137,5 +503,5 @@ pub fn nn_predict(
     w2: ArrayView2<'_, f32>,
 ) -> Result<Vec<u32>> {
     check_model(x, w1, w2)?;
-    predict_of(&TwoLayerLogits { w1, w2 }, x)
+    predict_of(&TwoLayerLogits::new(w1, w2), x)
 }

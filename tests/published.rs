@@ -11,7 +11,10 @@ use simple_ml::{
 };
 
 fn norm(a: &Array2<f32>) -> f64 {
-    a.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt()
+    a.iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt()
 }
 
 fn rel_close(actual: f64, expected: f64, rtol: f64) -> bool {
@@ -37,7 +40,10 @@ fn parse_mnist_matches_course() {
     let n1000 = norm(&x.slice(s![..1000, ..]).to_owned());
     assert!(rel_close(n10, 27.892084, 1e-7), "|X[:10]| = {n10}");
     assert!(rel_close(n1000, 293.0717, 1e-6), "|X[:1000]| = {n1000}");
-    assert_eq!(y.slice(s![..10]).to_vec(), vec![5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    assert_eq!(
+        y.slice(s![..10]).to_vec(),
+        vec![5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    );
     // Every pixel is byte / 255.0 exactly (division, not a reciprocal product).
     for &v in x.iter().take(784 * 50) {
         let byte = (v * 255.0).round();
@@ -52,8 +58,16 @@ fn softmax_loss_of_zeros_is_ln_10() {
     let (_, y) = train();
     let z32 = Array2::<f32>::zeros((60000, 10));
     let z64 = Array2::<f64>::zeros((60000, 10));
-    assert!(rel_close(softmax_loss(z32.view(), y.view()).unwrap(), 2.3025850, 1e-7));
-    assert!(rel_close(softmax_loss(z64.view(), y.view()).unwrap(), 2.3025850, 1e-7));
+    assert!(rel_close(
+        softmax_loss(z32.view(), y.view()).unwrap(),
+        2.3025850,
+        1e-7
+    ));
+    assert!(rel_close(
+        softmax_loss(z64.view(), y.view()).unwrap(),
+        2.3025850,
+        1e-7
+    ));
 }
 
 #[test]
@@ -75,7 +89,17 @@ fn softmax_regression_epoch_matches_course() {
 fn nn_epoch_matches_course() {
     let (x, y) = train();
     let (mut w1, mut w2) = course_init_weights(0, 784, 100, 10);
-    nn_epoch(x.view(), y.view(), w1.view_mut(), w2.view_mut(), Sgd { lr: 0.2, batch: 100 }).unwrap();
+    nn_epoch(
+        x.view(),
+        y.view(),
+        w1.view_mut(),
+        w2.view_mut(),
+        Sgd {
+            lr: 0.2,
+            batch: 100,
+        },
+    )
+    .unwrap();
     let (n1, n2) = (norm(&w1), norm(&w2));
     assert!(rel_close(n1, 28.437788, 1e-5), "|W1| = {n1}");
     assert!(rel_close(n2, 10.455095, 1e-5), "|W2| = {n2}");
@@ -110,10 +134,22 @@ fn train_softmax_prints_course_table() {
     let (x, y) = train();
     let (xt, yt) = test_set();
     let mut rows = Vec::new();
-    let config = SoftmaxConfig { epochs: 10, sgd: Sgd { lr: 0.2, batch: 100 } };
+    let config = SoftmaxConfig {
+        epochs: 10,
+        sgd: Sgd {
+            lr: 0.2,
+            batch: 100,
+        },
+    };
     train_softmax(
-        Data { x: x.view(), y: y.view() },
-        Data { x: xt.view(), y: yt.view() },
+        Data {
+            x: x.view(),
+            y: y.view(),
+        },
+        Data {
+            x: xt.view(),
+            y: yt.view(),
+        },
         &config,
         |r: &EpochReport| rows.push(r.table_row()),
     )
@@ -126,10 +162,24 @@ fn train_nn_reproduces_course_table() {
     let (x, y) = train();
     let (xt, yt) = test_set();
     let mut reports = Vec::new();
-    let config = NnConfig { hidden: 400, epochs: 20, sgd: Sgd { lr: 0.2, batch: 100 }, seed: 0 };
+    let config = NnConfig {
+        hidden: 400,
+        epochs: 20,
+        sgd: Sgd {
+            lr: 0.2,
+            batch: 100,
+        },
+        seed: 0,
+    };
     train_nn(
-        Data { x: x.view(), y: y.view() },
-        Data { x: xt.view(), y: yt.view() },
+        Data {
+            x: x.view(),
+            y: y.view(),
+        },
+        Data {
+            x: xt.view(),
+            y: yt.view(),
+        },
         &config,
         |r: &EpochReport| reports.push(*r),
     )
@@ -142,7 +192,18 @@ fn train_nn_reproduces_course_table() {
     // Later rows depend on rounding details; the published final row is
     // 0.00911 0.00097 0.06450 0.01890.
     let last = reports[19];
-    assert!(last.test_err <= 0.0200, "final test error {}", last.test_err);
-    assert!((last.test_loss - 0.0645).abs() <= 0.002, "final test loss {}", last.test_loss);
-    assert!(last.train_loss < 0.012 && last.train_err < 0.002, "final train {last:?}");
+    assert!(
+        last.test_err <= 0.0200,
+        "final test error {}",
+        last.test_err
+    );
+    assert!(
+        (last.test_loss - 0.0645).abs() <= 0.002,
+        "final test loss {}",
+        last.test_loss
+    );
+    assert!(
+        last.train_loss < 0.012 && last.train_err < 0.002,
+        "final train {last:?}"
+    );
 }

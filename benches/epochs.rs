@@ -1,0 +1,101 @@
+//! `cargo bench --bench epochs`: median times of the library's epochs on the
+//! real MNIST training set (60000 × 784, batch 100, lr 0.1), evaluation and
+//! MNIST parsing. Set SML_NUM_THREADS to choose the thread count; pass a
+//! filter word (softmax, nn100, nn400, eval, parse) to run only some.
+//! For the side-by-side comparison with numpy see bench/compare.py.
+
+use std::time::Instant;
+
+use simple_ml::{
+    course_init_weights, nn_epoch, nn_loss_err, num_threads, parse_mnist, simd_level,
+    softmax_regression_epoch, softmax_regression_loss_err, MnistPaths, Sgd,
+};
+
+/// CPU time of the whole process (all threads), in ms.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// (median wall ms, best wall ms, median CPU ms) over `runs` runs.
+fn median_ms(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+    let mut times: Vec<(f64, f64)> = (0..runs)
+        .map(|_| {
+            let (t, c) = (Instant::now(), cpu_ms());
+            f();
+            (t.elapsed().as_secs_f64() * 1e3, cpu_ms() - c)
+        })
+        .collect();
+    let mut cpu: Vec<f64> = times.iter().map(|t| t.1).collect();
+    cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    (times[runs / 2].0, times[0].0, cpu[runs / 2])
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let paths = MnistPaths::in_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data"));
+    let (x, y) = parse_mnist(&paths.train_images, &paths.train_labels).expect("MNIST in data/");
+    println!("threads {}, simd {:?}", num_threads(), simd_level());
+    let sgd = Sgd {
+        lr: 0.1,
+        batch: 100,
+    };
+    let report = |name: &str, (median, best, cpu): (f64, f64, f64)| {
+        println!("{name:<28} median {median:8.2} ms   best {best:8.2} ms   cpu {cpu:8.2} ms");
+    };
+    if wanted("parse") {
+        report(
+            "parse_mnist (train)",
+            median_ms(5, || {
+                parse_mnist(&paths.train_images, &paths.train_labels).unwrap();
+            }),
+        );
+    }
+    if wanted("softmax") {
+        let mut theta = ndarray::Array2::<f32>::zeros((784, 10));
+        report(
+            "softmax epoch (k 10)",
+            median_ms(9, || {
+                softmax_regression_epoch(x.view(), y.view(), theta.view_mut(), sgd).unwrap()
+            }),
+        );
+        if wanted("eval") {
+            report(
+                "softmax loss_err (60000)",
+                median_ms(9, || {
+                    softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
+                }),
+            );
+        }
+    }
+    for hidden in [100, 400] {
+        if !wanted(&format!("nn{hidden}")) {
+            continue;
+        }
+        let (mut w1, mut w2) = course_init_weights(0, 784, hidden, 10);
+        report(
+            &format!("nn epoch (hidden {hidden})"),
+            median_ms(5, || {
+                nn_epoch(x.view(), y.view(), w1.view_mut(), w2.view_mut(), sgd).unwrap()
+            }),
+        );
+        if wanted("eval") {
+            report(
+                &format!("nn loss_err (hidden {hidden})"),
+                median_ms(5, || {
+                    nn_loss_err(x.view(), y.view(), w1.view(), w2.view()).unwrap();
+                }),
+            );
+        }
+    }
+}
