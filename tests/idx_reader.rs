@@ -1059,19 +1059,18 @@ fn memory_child() {
         (write(&dir, "labels-bomb.gz", &bomb), 1 << 30, 8 << 20),
     ];
 
-    let limit = mapped_bytes() + HEADROOM;
-    let rlimit = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: libc::RLIM_INFINITY,
+    let mut rlimit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
+    // SAFETY: `rlimit` is a valid struct for getrlimit to fill in.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut rlimit) };
+    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    // Lower the soft limit only; the hard limit stays as it was.
+    rlimit.rlim_cur = (mapped_bytes() + HEADROOM).min(rlimit.rlim_max);
     // SAFETY: `rlimit` is a valid, initialised struct that outlives the call.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) };
-    assert_eq!(
-        rc,
-        0,
-        "setrlimit failed: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
 
     // The limit must be tight enough to refuse what the headers claim, and
     // loose enough to leave room for real work.
