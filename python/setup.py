@@ -6,6 +6,7 @@ ctypes from the package directory, so the Rust side needs no Python bindings
 and the same .so serves C programs too. See docs/PYTHON.md for the choice.
 """
 import os
+import re
 import shutil
 
 from setuptools import setup
@@ -14,6 +15,19 @@ from setuptools_rust import Binding, RustExtension
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEADER = os.path.join(HERE, "..", "include", "simple_ml.h")
+CARGO_TOML = os.path.join(HERE, "..", "Cargo.toml")
+
+
+def crate_types():
+    """The [lib] crate-type list of Cargo.toml. setuptools-rust would build
+    with `--crate-type cdylib` alone; with LTO on, cargo then builds every
+    dependency a second way (bitcode only), which costs a full rebuild next
+    to `cargo build --release`. Asking for Cargo.toml's own list lets pip's
+    build and cargo's share target/ with nothing rebuilt."""
+    with open(CARGO_TOML, encoding="utf-8") as f:
+        found = re.search(r"^crate-type\s*=\s*\[([^\]]*)\]", f.read(), flags=re.M)
+    types = re.findall(r'"([^"]+)"', found.group(1)) if found else []
+    return ",".join(types) if "cdylib" in types else "cdylib"
 
 
 class build_py_with_header(build_py):
@@ -37,6 +51,7 @@ setup(
             path="../Cargo.toml",
             binding=Binding.NoBinding,
             py_limited_api=False,
+            args=["--crate-type", crate_types()],
         )
     ],
     cmdclass={"build_py": build_py_with_header},
