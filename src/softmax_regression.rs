@@ -17,7 +17,7 @@ use crate::loss::LossErr;
 use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
 use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
-use crate::softmax_rows::{lane_groups, softmax_minus_onehot, sum_partials};
+use crate::softmax_rows::{lane_groups, minibatch_gradients, sum_partials};
 use crate::sparse::Csr;
 
 /// Input pixels are split into this many fixed blocks (fewer when n is
@@ -178,8 +178,9 @@ fn softmax_worker_generic<I: Isa>((sh, part): (&SoftmaxShared<'_>, &mut SoftmaxP
         let parity = index % 2;
         let b = rows.len();
         let xb = &sh.x[rows.start * n..rows.end * n];
+        let next = &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n];
         let own = &sh.blocks[part.blocks.clone()];
-        part.csr.fill::<I>(xb, n, own);
+        part.csr.fill::<I>(xb, next, n, own);
         for (s, cols) in own.iter().enumerate() {
             let theta = &part.theta[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
             let mut partial = sh.partials[parity][part.blocks.start + s]
@@ -191,16 +192,7 @@ fn softmax_worker_generic<I: Isa>((sh, part): (&SoftmaxShared<'_>, &mut SoftmaxP
             }
         }
         sh.barrier.wait();
-        {
-            let partials: Vec<_> = sh.partials[parity]
-                .iter()
-                .map(|p| p.read().expect("no thread panicked"))
-                .collect();
-            for (i, g) in part.g.chunks_exact_mut(kg).take(b).enumerate() {
-                sum_partials(g, partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
-                softmax_minus_onehot(g, k, sh.y[rows.start + i]);
-            }
-        }
+        minibatch_gradients(&sh.partials[parity], &mut part.g, k, &sh.y[rows.clone()]);
         // θ ← θ − lr/b · Xbᵀ G, the gradient summed first as numpy does.
         let (grad, g, csr) = (&mut part.grad[..], &part.g[..], &part.csr);
         for (s, cols) in own.iter().enumerate() {
@@ -313,7 +305,7 @@ fn linear_logits_generic<I: Isa>(
     let kg = model.kg;
     let rows = x.len() / n;
     scratch.partials.resize_with(model.blocks.len(), Vec::new);
-    scratch.csr.fill::<I>(x, n, &model.blocks);
+    scratch.csr.fill::<I>(x, &[], n, &model.blocks);
     for (s, (blk, partial)) in model
         .blocks
         .iter()

@@ -33,8 +33,18 @@ impl Csr {
     /// Scans rows `x` (row-major, `n` columns each) over the consecutive
     /// column ranges `segments`, reading each row front to back so that
     /// memory is streamed.
+    ///
+    /// `next` (the rows the following call will scan, possibly empty) is
+    /// prefetched row by row meanwhile, so that reading X from memory
+    /// overlaps the work on this minibatch.
     #[inline(always)]
-    pub fn fill<I: Isa>(&mut self, x: &[f32], n: usize, segments: &[std::ops::Range<usize>]) {
+    pub fn fill<I: Isa>(
+        &mut self,
+        x: &[f32],
+        next: &[f32],
+        n: usize,
+        segments: &[std::ops::Range<usize>],
+    ) {
         let rows = x.len() / n;
         let width: usize = segments.iter().map(|s| s.len()).sum();
         let need = rows * width + LANES;
@@ -45,7 +55,13 @@ impl Csr {
         self.segments = segments.len();
         self.start.clear();
         let mut pos = 0;
+        let mut upcoming = next.chunks_exact(n);
         for row in x.chunks_exact(n) {
+            if let Some(next_row) = upcoming.next() {
+                for seg in segments {
+                    prefetch(&next_row[seg.clone()]);
+                }
+            }
             for seg in segments {
                 self.start.push(pos);
                 pos += scan::<I>(
@@ -131,6 +147,23 @@ impl Csc {
         let (a, b) = (self.start[j], self.start[j + 1]);
         (&self.row[a..b], &self.val[a..b])
     }
+}
+
+/// Asks the CPU to start loading `data` into cache.
+#[inline(always)]
+#[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
+fn prefetch(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in data.chunks(LANES) {
+        // SAFETY: a prefetch is only a hint; the address is inside `data`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// Writes the positions and values of the non-zeros of `row` to the front

@@ -19,7 +19,7 @@ use crate::loss::LossErr;
 use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
 use crate::simd::{axpy, axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
-use crate::softmax_rows::{lane_groups, softmax_minus_onehot, sum_partials};
+use crate::softmax_rows::{lane_groups, minibatch_gradients, sum_partials};
 use crate::sparse::{Csc, Csr};
 
 /// Hidden units processed together in the products with X: four lane
@@ -319,6 +319,7 @@ fn nn_worker_generic<I: Isa>((sh, part): (&NnShared<'_>, &mut NnPart)) {
         let b = rows.len();
         part.csr.fill::<I>(
             &sh.x[rows.start * n..rows.end * n],
+            &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n],
             n,
             std::slice::from_ref(&(0..n)),
         );
@@ -332,16 +333,7 @@ fn nn_worker_generic<I: Isa>((sh, part): (&NnShared<'_>, &mut NnPart)) {
             block_logits::<I>(z1, w, &part.w2, kg, local, &mut partial[..b * kg]);
         }
         sh.barrier.wait();
-        {
-            let partials: Vec<_> = sh.partials[parity]
-                .iter()
-                .map(|p| p.read().expect("no thread panicked"))
-                .collect();
-            for (i, g) in part.g2.chunks_exact_mut(kg).take(b).enumerate() {
-                sum_partials(g, partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
-                softmax_minus_onehot(g, k, sh.y[rows.start + i]);
-            }
-        }
+        minibatch_gradients(&sh.partials[parity], &mut part.g2, k, &sh.y[rows.clone()]);
         let z1 = &part.z1[..b * w];
         // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
         for ((g1, z), g2) in part
@@ -435,7 +427,9 @@ fn two_layer_logits_generic<I: Isa>(
 ) {
     let (n, w, kg) = (model.n, model.width, model.kg);
     let rows = x.len() / n;
-    scratch.csr.fill::<I>(x, n, std::slice::from_ref(&(0..n)));
+    scratch
+        .csr
+        .fill::<I>(x, &[], n, std::slice::from_ref(&(0..n)));
     scratch.csc.fill_from(&scratch.csr, n);
     scratch.z1.resize(rows * w, 0.0);
     hidden_layer::<I>(&scratch.csc, n, &model.w1, w, &mut scratch.z1);
