@@ -16,6 +16,7 @@ import numpy as np
 from . import _arrays
 from ._ext import softmax_regression_epoch_cpp
 from ._native import (
+    SML_OK,
     IdxFormatError,
     SimpleMLError,
     check,
@@ -73,11 +74,12 @@ def parse_mnist(image_filename, label_filename):
     label_path = _fs_path(label_filename, "label_filename")
     dataset = ctypes.POINTER(sml_dataset)()
     status = lib.sml_mnist_read(image_path, label_path, ctypes.byref(dataset))
-    if status != 0:
-        # The library's message starts with the failing file's path; an
-        # OSError also carries it as `filename`.
+    if status != SML_OK:
+        # The library's message starts with the failing file's path (shown
+        # lossily as UTF-8); an OSError also carries that path as `filename`.
         message = last_error_message()
-        failing = label_path if message.startswith(os.fsdecode(label_path) + ":") else image_path
+        shown = label_path.decode("utf-8", "replace") + ":"
+        failing = label_path if message.startswith(shown) else image_path
         raise error_for(status, message, os.fsdecode(failing))
     try:
         count = lib.sml_dataset_count(dataset)
@@ -160,6 +162,10 @@ def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
     m, n = X.shape
     W1 = _arrays.Weights(W1, "W1")
     W2 = _arrays.Weights(W2, "W2")
+    if np.may_share_memory(W1.target, W2.target):
+        # Both are outputs; through float32 copies one write-back would
+        # silently overwrite the other.
+        raise ValueError("W1 and W2 share memory; they must be separate arrays")
     _arrays.require_rows(y, m)
     if W1.shape[0] != n:
         raise ValueError("W1 must have %d rows (the columns of X), got shape %s" % (n, W1.shape))

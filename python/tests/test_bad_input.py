@@ -140,6 +140,12 @@ def nan_first(X):
     return X
 
 
+def _same_weights():
+    a = arrays(n=3, d=3, k=3)
+    a["W1"] = a["W2"] = np.eye(3)
+    return a
+
+
 def empty():
     def setup():
         a = arrays()
@@ -170,6 +176,7 @@ CASES = [
     Case(EXT, "softmax_regression_epoch_cpp", "len(y) != m", with_(y=lambda a: a["y"][:-1]), sre_ext, ValueError, message="23 labels"),
     Case(EXT, "softmax_regression_epoch_cpp", "X 1-dimensional", with_(X=lambda a: a["X"].reshape(-1)), sre_ext, ValueError, message="2-dimensional"),
     Case(EXT, "nn_epoch_cpp", "W2 (d+1) x k", with_(W2=lambda a: np.zeros((6, 3), np.float32)), nn_ext, ValueError, message="W2 must have 5 rows"),
+    Case(ML, "nn_epoch", "W2 is W1 (one float64 array, n = d = k)", lambda: _same_weights(), nn_ml, ValueError, message="share memory"),
     Case(ML, "nn_epoch", "W1 rows != columns of X", with_(W1=lambda a: np.zeros((5, 5), np.float32)), nn_ml, ValueError, message="W1 must have 6 rows"),
     Case(ML, "softmax_regression_epoch", "theta 3-dimensional", with_(theta=lambda a: a["theta"][None]), sre_ml, ValueError, message="2-dimensional"),
     Case(ML, "softmax_loss", "len(y) != rows of Z", lambda: {"Z": np.zeros((4, 3)), "y": np.zeros(5, np.uint8)}, lambda a: simple_ml.softmax_loss(a["Z"], a["y"]), ValueError),
@@ -241,7 +248,8 @@ FILE_CASES = [
     ("zero dimension (0 rows per image)", images(rows=0), labels(), IdxFormatError, "zero dimension"),
     ("corrupt gzip stream", b"\x1f\x8b\x08\x00" + b"garbage" * 4, labels(), IdxFormatError, "gzip"),
     ("gzip stream cut short", gzip.compress(images())[:-8], labels(), IdxFormatError, "gzip"),
-    ("non-UTF-8 path that does not exist", "missing-non-utf8", labels(), FileNotFoundError, "No such file"),
+    ("non-UTF-8 image path that does not exist", "missing-non-utf8", labels(), FileNotFoundError, "No such file"),
+    ("non-UTF-8 label path that does not exist", images(), "missing-non-utf8", FileNotFoundError, "No such file"),
     ("path with a NUL byte", "nul", labels(), ValueError, "NUL"),
 ]
 
@@ -316,7 +324,8 @@ def test_damaged_file(tmp_path, bad, image, label, expected, message):
     assert message in str(info.value)
     if isinstance(info.value, OSError):
         assert info.value.status_name == "SML_IO"
-        assert info.value.filename == os.fsdecode(image_path if image in ("missing", "directory", "missing-non-utf8") else label_path)
+        failing = image_path if isinstance(image, str) else label_path
+        assert info.value.filename == os.fsdecode(failing)
     if isinstance(info.value, IdxFormatError):
         assert info.value.status_name == "SML_BAD_FORMAT" and isinstance(info.value, ValueError)
 
