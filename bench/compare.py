@@ -577,7 +577,7 @@ def render(res):
     if j:
         lines += ["", "Whole default job (`target/release/simple-ml`: softmax 10 epochs + hidden-400 net 20 epochs, lr 0.2, evaluation after every epoch, %d training rows):" % res["rows"], "",
                   "| implementation | s | ratio |", "|---|---:|---:|"]
-        lines.append("| numpy (%s, %d thread(s))%s | %.1f | 1.00× |" %
+        lines.append("| numpy (%s, %d thread(s))%s | %.2f | 1.00× |" %
                      (j["numpy_config"], j["numpy_threads"], "" if j["numpy_measured"] else " **estimate**", j["numpy_s"]))
         lines.append("| simple-ml CLI (all cores; its own `total:` %.2f s) | %.2f | %.2f× |" %
                      (j["cli"]["reported_total_s"] or float("nan"), j["cli"]["wall_s"], j["numpy_s"] / j["cli"]["wall_s"]))
@@ -763,13 +763,14 @@ def main():
                           "numpy_config": pick["config"], "numpy_threads": pick["threads"]}
         res["loadavg_end"] = os.getloadavg()
         report = render(res)
-        print(report)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(res, f, indent=1, default=str)
         if args.markdown:
             with open(args.markdown, "w") as f:
                 f.write(report)
+        sys.stdout.write(report)
+        sys.stdout.flush()
     finally:
         if args.keep_temp:
             log("temporary files kept in %s" % tmp)
