@@ -37,20 +37,23 @@ pub(crate) fn ffi_call(body: impl FnOnce() -> FfiResult<()>) -> sml_status {
     }
 }
 
-/// Number of elements of a rows×cols array of `T`, refused when the product
-/// overflows or the bytes exceed `isize::MAX` (the most a slice may span).
+/// Number of elements of a rows×cols array of `T`, refused when the bytes
+/// exceed `isize::MAX` (the most a slice may span). Zero dimensions count
+/// as one here, as ndarray also bounds the product of the non-zero axis
+/// lengths: `0 x 2^63` is refused rather than left to panic later.
 pub(crate) fn elements<T>(what: &str, rows: usize, cols: usize) -> FfiResult<usize> {
-    rows.checked_mul(cols)
-        .filter(|&len| {
-            len.checked_mul(std::mem::size_of::<T>())
-                .is_some_and(|bytes| bytes <= isize::MAX as usize)
-        })
-        .ok_or_else(|| {
-            FfiError::new(
-                SML_SIZE_OVERFLOW,
-                format!("{what}: {rows} x {cols} elements overflow the address space"),
-            )
-        })
+    let fits = rows
+        .max(1)
+        .checked_mul(cols.max(1))
+        .and_then(|len| len.checked_mul(std::mem::size_of::<T>()))
+        .is_some_and(|bytes| bytes <= isize::MAX as usize);
+    if !fits {
+        return Err(FfiError::new(
+            SML_SIZE_OVERFLOW,
+            format!("{what}: {rows} x {cols} elements overflow the address space"),
+        ));
+    }
+    Ok(rows * cols)
 }
 
 fn check_pointer<T>(what: &str, ptr: *const T, len: usize) -> FfiResult<()> {
@@ -63,7 +66,7 @@ fn check_pointer<T>(what: &str, ptr: *const T, len: usize) -> FfiResult<()> {
             format!("{what} is NULL but must hold {len} elements"),
         ));
     }
-    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+    if !ptr.is_aligned() {
         return Err(FfiError::new(
             SML_INVALID_ARGUMENT,
             format!("{what} is misaligned"),
@@ -72,90 +75,125 @@ fn check_pointer<T>(what: &str, ptr: *const T, len: usize) -> FfiResult<()> {
     Ok(())
 }
 
-/// A read-only slice of `len` elements at `ptr`; NULL is accepted only when
-/// `len` is 0.
-///
-/// # Safety
-/// Unless NULL, `ptr` must point to `len` initialised elements that stay
-/// valid and unmodified for `'a`.
-pub(crate) unsafe fn slice<'a, T>(what: &str, ptr: *const T, len: usize) -> FfiResult<&'a [T]> {
-    check_pointer(what, ptr, len)?;
-    if len == 0 {
-        return Ok(&[]);
-    }
-    // SAFETY: ptr is non-NULL and aligned (checked above); the caller
-    // guarantees it points to `len` valid elements for 'a, and `elements`
-    // has bounded len * size_of::<T>() by isize::MAX.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
-}
-
-/// A mutable slice of `len` elements at `ptr`; NULL is accepted only when
-/// `len` is 0.
-///
-/// # Safety
-/// Unless NULL, `ptr` must point to `len` initialised elements that nothing
-/// else reads or writes for `'a`.
-pub(crate) unsafe fn slice_mut<'a, T>(
-    what: &str,
-    ptr: *mut T,
-    len: usize,
-) -> FfiResult<&'a mut [T]> {
-    check_pointer(what, ptr, len)?;
-    if len == 0 {
-        return Ok(&mut []);
-    }
-    // SAFETY: as in `slice`, and the caller guarantees exclusive access.
-    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) })
-}
-
-/// A row-major rows×cols matrix at `ptr`.
-///
-/// # Safety
-/// As for [`slice`] with `len = rows * cols`.
-pub(crate) unsafe fn matrix<'a, T>(
-    what: &str,
-    ptr: *const T,
-    rows: usize,
-    cols: usize,
-) -> FfiResult<ArrayView2<'a, T>> {
-    let len = elements::<T>(what, rows, cols)?;
-    // SAFETY: forwarded to the caller's contract.
-    let data = unsafe { slice(what, ptr, len)? };
-    Ok(ArrayView2::from_shape((rows, cols), data).expect("length is rows * cols"))
-}
-
-/// A mutable row-major rows×cols matrix at `ptr`.
-///
-/// # Safety
-/// As for [`slice_mut`] with `len = rows * cols`.
-pub(crate) unsafe fn matrix_mut<'a, T>(
-    what: &str,
+/// A row-major rows×cols array argument whose size, pointer and alignment
+/// have been checked, not yet turned into a slice. An export checks all its
+/// arrays (and their overlaps) first and only then makes views, so no slice
+/// ever exists over memory a refused call was never promised.
+pub(crate) struct CArray<'n, T> {
+    name: &'n str,
     ptr: *mut T,
     rows: usize,
     cols: usize,
-) -> FfiResult<ArrayViewMut2<'a, T>> {
-    let len = elements::<T>(what, rows, cols)?;
-    // SAFETY: forwarded to the caller's contract.
-    let data = unsafe { slice_mut(what, ptr, len)? };
-    Ok(ArrayViewMut2::from_shape((rows, cols), data).expect("length is rows * cols"))
 }
 
-/// The label vector of length `m`.
-///
-/// # Safety
-/// As for [`slice`].
-pub(crate) unsafe fn labels<'a>(y: *const u8, m: usize) -> FfiResult<ArrayView1<'a, u8>> {
-    // SAFETY: forwarded to the caller's contract.
-    Ok(ArrayView1::from(unsafe { slice("y", y, m)? }))
+// Manual impls: a derive would require `T: Copy`, but only the pointer is copied.
+impl<T> Clone for CArray<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
+
+impl<T> Copy for CArray<'_, T> {}
+
+impl<'n, T> CArray<'n, T> {
+    /// Checks an input array: the size fits the address space, and the
+    /// pointer is non-NULL (unless the array is empty) and aligned.
+    pub(crate) fn new(name: &'n str, ptr: *const T, rows: usize, cols: usize) -> FfiResult<Self> {
+        Self::new_mut(name, ptr.cast_mut(), rows, cols)
+    }
+
+    /// Checks an output array, as [`CArray::new`].
+    pub(crate) fn new_mut(name: &'n str, ptr: *mut T, rows: usize, cols: usize) -> FfiResult<Self> {
+        let len = elements::<T>(name, rows, cols)?;
+        check_pointer(name, ptr, len)?;
+        Ok(CArray {
+            name,
+            ptr,
+            rows,
+            cols,
+        })
+    }
+
+    /// `(name, address, bytes)` for [`check_disjoint`].
+    pub(crate) fn span(&self) -> Span<'n> {
+        let bytes = self.rows * self.cols * std::mem::size_of::<T>();
+        (self.name, self.ptr.cast_const().cast(), bytes)
+    }
+
+    fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Number of columns.
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The elements as one read-only slice.
+    ///
+    /// # Safety
+    /// Unless the array is empty, the pointer must address `rows * cols`
+    /// initialised elements that nothing writes for `'a`.
+    pub(crate) unsafe fn slice<'a>(self) -> &'a [T] {
+        if self.len() == 0 {
+            return &[];
+        }
+        // SAFETY: non-NULL and aligned (checked in `new_mut`), len *
+        // size_of::<T>() within isize::MAX (`elements`); validity is the
+        // caller's promise.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast_const(), self.len()) }
+    }
+
+    /// A read-only view.
+    ///
+    /// # Safety
+    /// As for [`CArray::slice`].
+    pub(crate) unsafe fn view<'a>(self) -> ArrayView2<'a, T> {
+        // SAFETY: forwarded to the caller's contract.
+        let data = unsafe { self.slice() };
+        ArrayView2::from_shape((self.rows, self.cols), data).expect("length is rows * cols")
+    }
+
+    /// The elements as a vector (for the labels).
+    ///
+    /// # Safety
+    /// As for [`CArray::slice`].
+    pub(crate) unsafe fn vector<'a>(self) -> ArrayView1<'a, T> {
+        // SAFETY: forwarded to the caller's contract.
+        ArrayView1::from(unsafe { self.slice() })
+    }
+
+    /// A mutable view.
+    ///
+    /// # Safety
+    /// Unless the array is empty, the pointer must address `rows * cols`
+    /// initialised elements that nothing else reads or writes for `'a`.
+    pub(crate) unsafe fn view_mut<'a>(self) -> ArrayViewMut2<'a, T> {
+        // SAFETY: forwarded to the caller's contract.
+        let data = unsafe { self.slice_mut() };
+        ArrayViewMut2::from_shape((self.rows, self.cols), data).expect("length is rows * cols")
+    }
+
+    /// The elements as one mutable slice.
+    ///
+    /// # Safety
+    /// As for [`CArray::view_mut`].
+    pub(crate) unsafe fn slice_mut<'a>(self) -> &'a mut [T] {
+        if self.len() == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `slice`, and the caller guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len()) }
+    }
+}
+
+/// `(name, address, bytes)` of an array argument.
+pub(crate) type Span<'n> = (&'n str, *const u8, usize);
 
 /// Refuses an output that shares memory with another argument: Rust may
 /// assume a `&mut` slice aliases nothing, and the result would depend on the
 /// order of reads and writes.
-pub(crate) fn check_disjoint(
-    output: (&str, *const u8, usize),
-    others: &[(&str, *const u8, usize)],
-) -> FfiResult<()> {
+pub(crate) fn check_disjoint(output: Span<'_>, others: &[Span<'_>]) -> FfiResult<()> {
     let (name, start, bytes) = output;
     let (a0, a1) = (start as usize, (start as usize).saturating_add(bytes));
     for &(other, ptr, len) in others {
@@ -168,19 +206,6 @@ pub(crate) fn check_disjoint(
         }
     }
     Ok(())
-}
-
-/// `(name, address, bytes)` of an array argument, for [`check_disjoint`].
-pub(crate) fn span<'n, T>(
-    name: &'n str,
-    ptr: *const T,
-    rows: usize,
-    cols: usize,
-) -> (&'n str, *const u8, usize) {
-    let bytes = rows
-        .saturating_mul(cols)
-        .saturating_mul(std::mem::size_of::<T>());
-    (name, ptr.cast(), bytes)
 }
 
 /// Writes `value` through an output pointer, refusing NULL.

@@ -32,10 +32,7 @@ use crate::train::{fit_nn, fit_softmax, Data, EpochReport, NnConfig, SoftmaxConf
 use crate::two_layer::{nn_epoch, nn_loss_err, nn_predict};
 use crate::LossErr;
 
-use boundary::{
-    check_disjoint, check_out, ffi_call, labels, matrix, matrix_mut, slice_mut, span, write_out,
-    FfiResult,
-};
+use boundary::{check_disjoint, check_out, ffi_call, write_out, CArray, FfiResult, Span};
 pub use status::*;
 
 /// Major version of the library (the header's copy of Cargo.toml's).
@@ -145,16 +142,13 @@ pub unsafe extern "C" fn sml_softmax_regression_epoch(
     batch: usize,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        let x = CArray::new("X", X, m, n)?;
+        let y = CArray::new("y", y, m, 1)?;
+        let theta = CArray::new_mut("theta", theta, n, k)?;
+        check_disjoint(theta.span(), &[x.span(), y.span()])?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let x_view = matrix("X", X, m, n)?;
-            let y_view = labels(y, m)?;
-            check_disjoint(
-                span("theta", theta, n, k),
-                &[span("X", X, m, n), span("y", y, m, 1)],
-            )?;
-            let theta = matrix_mut("theta", theta, n, k)?;
-            softmax_regression_epoch(x_view, y_view, theta, Sgd { lr, batch })?;
+            softmax_regression_epoch(x.view(), y.vector(), theta.view_mut(), Sgd { lr, batch })?;
         }
         Ok(())
     })
@@ -180,17 +174,16 @@ pub unsafe extern "C" fn sml_nn_epoch(
     batch: usize,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        let x = CArray::new("X", X, m, n)?;
+        let y = CArray::new("y", y, m, 1)?;
+        let w1 = CArray::new_mut("W1", W1, n, d)?;
+        let w2 = CArray::new_mut("W2", W2, d, k)?;
+        check_disjoint(w1.span(), &[x.span(), y.span(), w2.span()])?;
+        check_disjoint(w2.span(), &[x.span(), y.span()])?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let x_view = matrix("X", X, m, n)?;
-            let y_view = labels(y, m)?;
-            let inputs = [span("X", X, m, n), span("y", y, m, 1)];
-            check_disjoint(span("W1", W1, n, d), &inputs)?;
-            check_disjoint(span("W2", W2, d, k), &inputs)?;
-            check_disjoint(span("W1", W1, n, d), &[span("W2", W2, d, k)])?;
-            let w1 = matrix_mut("W1", W1, n, d)?;
-            let w2 = matrix_mut("W2", W2, d, k)?;
-            nn_epoch(x_view, y_view, w1, w2, Sgd { lr, batch })?;
+            let sgd = Sgd { lr, batch };
+            nn_epoch(x.view(), y.vector(), w1.view_mut(), w2.view_mut(), sgd)?;
         }
         Ok(())
     })
@@ -206,8 +199,10 @@ unsafe fn loss_err_of_logits<F: Real>(
     m: usize,
     k: usize,
 ) -> FfiResult<LossErr> {
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { Ok(loss_err(matrix("Z", Z, m, k)?, labels(y, m)?)?) }
+    let z = CArray::new("Z", Z, m, k)?;
+    let y = CArray::new("y", y, m, 1)?;
+    // SAFETY: both arrays are checked; the caller's contract covers the memory.
+    unsafe { Ok(loss_err(z.view(), y.vector())?) }
 }
 
 /// Mean softmax loss of the m×k float logits Z against labels y, written to
@@ -270,8 +265,11 @@ pub unsafe extern "C" fn sml_loss_err_f32(
     out_loss: *mut f64,
     out_err: *mut f64,
 ) -> sml_status {
-    // SAFETY: same contract.
-    ffi_call(|| unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k), out_loss, out_err) })
+    ffi_call(|| {
+        check_outs(out_loss, out_err)?;
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k)?, out_loss, out_err) }
+    })
 }
 
 /// Mean softmax loss and error rate of m×k double logits.
@@ -288,19 +286,29 @@ pub unsafe extern "C" fn sml_loss_err_f64(
     out_loss: *mut f64,
     out_err: *mut f64,
 ) -> sml_status {
-    // SAFETY: same contract.
-    ffi_call(|| unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k), out_loss, out_err) })
+    ffi_call(|| {
+        check_outs(out_loss, out_err)?;
+        // SAFETY: the caller's contract covers every pointer and size.
+        unsafe { write_loss_err(loss_err_of_logits(Z, y, m, k)?, out_loss, out_err) }
+    })
 }
 
-unsafe fn write_loss_err(
-    result: FfiResult<LossErr>,
-    out_loss: *mut f64,
-    out_err: *mut f64,
-) -> FfiResult<()> {
+fn check_outs(out_loss: *mut f64, out_err: *mut f64) -> FfiResult<()> {
     check_out("out_loss", out_loss)?;
-    check_out("out_err", out_err)?;
-    let le = result?;
-    // SAFETY: both checked non-NULL; the caller guarantees validity.
+    check_out("out_err", out_err)
+}
+
+/// Refuses a zero dimension. The epochs' core checks these; evaluation
+/// would otherwise accept, say, n = 0 and score all-zero logits.
+fn check_dims(dims: &[(&str, usize)]) -> FfiResult<()> {
+    for &(what, v) in dims {
+        crate::sgd::check_positive(what, v)?;
+    }
+    Ok(())
+}
+
+unsafe fn write_loss_err(le: LossErr, out_loss: *mut f64, out_err: *mut f64) -> FfiResult<()> {
+    // SAFETY: the caller guarantees validity of both (NULL is refused).
     unsafe {
         write_out("out_loss", out_loss, le.loss)?;
         write_out("out_err", out_err, le.err)
@@ -325,16 +333,15 @@ pub unsafe extern "C" fn sml_softmax_regression_loss_err(
     out_err: *mut f64,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        check_outs(out_loss, out_err)?;
+        check_dims(&[("n", n), ("k", k)])?;
+        let x = CArray::new("X", X, m, n)?;
+        let y = CArray::new("y", y, m, 1)?;
+        let theta = CArray::new("theta", theta, n, k)?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let result = (|| {
-                Ok(softmax_regression_loss_err(
-                    matrix("X", X, m, n)?,
-                    labels(y, m)?,
-                    matrix("theta", theta, n, k)?,
-                )?)
-            })();
-            write_loss_err(result, out_loss, out_err)
+            let le = softmax_regression_loss_err(x.view(), y.vector(), theta.view())?;
+            write_loss_err(le, out_loss, out_err)
         }
     })
 }
@@ -358,32 +365,32 @@ pub unsafe extern "C" fn sml_nn_loss_err(
     out_err: *mut f64,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        check_outs(out_loss, out_err)?;
+        check_dims(&[("n", n), ("d", d), ("k", k)])?;
+        let x = CArray::new("X", X, m, n)?;
+        let y = CArray::new("y", y, m, 1)?;
+        let w1 = CArray::new("W1", W1, n, d)?;
+        let w2 = CArray::new("W2", W2, d, k)?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let result = (|| {
-                Ok(nn_loss_err(
-                    matrix("X", X, m, n)?,
-                    labels(y, m)?,
-                    matrix("W1", W1, n, d)?,
-                    matrix("W2", W2, d, k)?,
-                )?)
-            })();
-            write_loss_err(result, out_loss, out_err)
+            let le = nn_loss_err(x.view(), y.vector(), w1.view(), w2.view())?;
+            write_loss_err(le, out_loss, out_err)
         }
     })
 }
 
+/// Computes the predictions, then copies them to `out` (checked, disjoint
+/// from the inputs), so that a refusal writes nothing.
+///
+/// # Safety
+/// `out` must address its m elements, which nothing else uses during the call.
 unsafe fn write_predictions(
-    out: *mut u32,
-    m: usize,
-    inputs: &[(&str, *const u8, usize)],
-    predict: impl FnOnce() -> FfiResult<Vec<u32>>,
+    out: CArray<'_, u32>,
+    predict: impl FnOnce() -> crate::Result<Vec<u32>>,
 ) -> FfiResult<()> {
-    check_disjoint(span("out", out, m, 1), inputs)?;
-    // SAFETY: the caller guarantees `out` holds m elements.
-    let out = unsafe { slice_mut("out", out, m)? };
     let predictions = predict()?;
-    out.copy_from_slice(&predictions);
+    // SAFETY: forwarded to the caller's contract.
+    unsafe { out.slice_mut() }.copy_from_slice(&predictions);
     Ok(())
 }
 
@@ -403,15 +410,13 @@ pub unsafe extern "C" fn sml_softmax_regression_predict(
     out: *mut u32,
 ) -> sml_status {
     ffi_call(|| {
-        let inputs = [span("X", X, m, n), span("theta", theta, n, k)];
-        // SAFETY: the caller's contract covers every pointer and size.
-        unsafe {
-            let x_view = matrix("X", X, m, n)?;
-            let theta = matrix("theta", theta, n, k)?;
-            write_predictions(out, m, &inputs, || {
-                Ok(softmax_regression_predict(x_view, theta)?)
-            })
-        }
+        check_dims(&[("n", n), ("k", k)])?;
+        let x = CArray::new("X", X, m, n)?;
+        let theta = CArray::new("theta", theta, n, k)?;
+        let out = CArray::new_mut("out", out, m, 1)?;
+        check_disjoint(out.span(), &[x.span(), theta.span()])?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
+        unsafe { write_predictions(out, || softmax_regression_predict(x.view(), theta.view())) }
     })
 }
 
@@ -433,18 +438,14 @@ pub unsafe extern "C" fn sml_nn_predict(
     out: *mut u32,
 ) -> sml_status {
     ffi_call(|| {
-        let inputs = [
-            span("X", X, m, n),
-            span("W1", W1, n, d),
-            span("W2", W2, d, k),
-        ];
-        // SAFETY: the caller's contract covers every pointer and size.
-        unsafe {
-            let x_view = matrix("X", X, m, n)?;
-            let w1 = matrix("W1", W1, n, d)?;
-            let w2 = matrix("W2", W2, d, k)?;
-            write_predictions(out, m, &inputs, || Ok(nn_predict(x_view, w1, w2)?))
-        }
+        check_dims(&[("n", n), ("d", d), ("k", k)])?;
+        let x = CArray::new("X", X, m, n)?;
+        let w1 = CArray::new("W1", W1, n, d)?;
+        let w2 = CArray::new("W2", W2, d, k)?;
+        let out = CArray::new_mut("out", out, m, 1)?;
+        check_disjoint(out.span(), &[x.span(), w1.span(), w2.span()])?;
+        // SAFETY: every array is checked; the caller's contract covers the memory.
+        unsafe { write_predictions(out, || nn_predict(x.view(), w1.view(), w2.view())) }
     })
 }
 
@@ -468,17 +469,15 @@ pub unsafe extern "C" fn sml_nn_init_weights(
     W2: *mut f32,
 ) -> sml_status {
     ffi_call(|| {
-        for (what, v) in [("n", n), ("d", d), ("k", k)] {
-            crate::sgd::check_positive(what, v)?;
-        }
-        check_disjoint(span("W1", W1, n, d), &[span("W2", W2, d, k)])?;
-        // SAFETY: the caller's contract covers both pointers and sizes.
+        check_dims(&[("n", n), ("d", d), ("k", k)])?;
+        let w1_out = CArray::new_mut("W1", W1, n, d)?;
+        let w2_out = CArray::new_mut("W2", W2, d, k)?;
+        check_disjoint(w1_out.span(), &[w2_out.span()])?;
+        let (w1, w2) = course_init_weights(seed, n, d, k);
+        // SAFETY: both arrays are checked; the caller's contract covers the memory.
         unsafe {
-            let mut w1_out = matrix_mut("W1", W1, n, d)?;
-            let mut w2_out = matrix_mut("W2", W2, d, k)?;
-            let (w1, w2) = course_init_weights(seed, n, d, k);
-            w1_out.assign(&w1);
-            w2_out.assign(&w2);
+            w1_out.view_mut().assign(&w1);
+            w2_out.view_mut().assign(&w2);
         }
         Ok(())
     })
@@ -512,21 +511,49 @@ pub struct sml_epoch_report {
 pub type sml_epoch_callback =
     Option<unsafe extern "C" fn(report: *const sml_epoch_report, user: *mut c_void)>;
 
-unsafe fn data<'a>(what: &str, d: *const sml_data) -> FfiResult<Data<'a>> {
+/// The checked arrays of an `sml_data` argument named `what` ("train"),
+/// whose arrays are named `names` ("train->X", "train->y").
+///
+/// # Safety
+/// `d` must be NULL or point to a readable `sml_data`.
+unsafe fn data(
+    what: &str,
+    names: (&'static str, &'static str),
+    d: *const sml_data,
+) -> FfiResult<(CArray<'static, f32>, CArray<'static, u8>)> {
     if d.is_null() {
         return Err(status::FfiError::new(
             SML_NULL_POINTER,
             format!("{what} is NULL"),
         ));
     }
-    // SAFETY: non-NULL; the caller guarantees it points to an sml_data whose
-    // arrays are valid for the call.
+    // SAFETY: non-NULL, and the caller guarantees it points to an sml_data.
+    let d = unsafe { d.read_unaligned() };
+    Ok((
+        CArray::new(names.0, d.X, d.m, d.n)?,
+        CArray::new(names.1, d.y, d.m, 1)?,
+    ))
+}
+
+/// The four array spans of a training call's data sets.
+fn data_spans(
+    train: &(CArray<'static, f32>, CArray<'static, u8>),
+    test: &(CArray<'static, f32>, CArray<'static, u8>),
+) -> [Span<'static>; 4] {
+    [train.0.span(), train.1.span(), test.0.span(), test.1.span()]
+}
+
+/// A data set's views.
+///
+/// # Safety
+/// As for [`CArray::view`].
+unsafe fn data_view<'a>(d: (CArray<'static, f32>, CArray<'static, u8>)) -> Data<'a> {
+    // SAFETY: forwarded to the caller's contract.
     unsafe {
-        let d = d.read_unaligned();
-        Ok(Data {
-            x: matrix(&format!("{what}->X"), d.X, d.m, d.n)?,
-            y: labels(d.y, d.m)?,
-        })
+        Data {
+            x: d.0.view(),
+            y: d.1.vector(),
+        }
     }
 }
 
@@ -565,25 +592,28 @@ pub unsafe extern "C" fn sml_train_softmax(
     user: *mut c_void,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        // SAFETY: the caller's contract covers both sml_data.
+        let train = unsafe { data("train", ("train->X", "train->y"), train)? };
+        let test = unsafe { data("test", ("test->X", "test->y"), test)? };
+        let n = train.0.cols();
+        check_dims(&[("k", k)])?;
+        let out = CArray::new_mut("theta", theta, n, k)?;
+        check_disjoint(out.span(), &data_spans(&train, &test))?;
+        let config = SoftmaxConfig {
+            epochs,
+            sgd: Sgd { lr, batch },
+        };
+        let mut trained = Array2::<f32>::zeros((n, k));
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let (train, test) = (data("train", train)?, data("test", test)?);
-            let n = train.x.ncols();
-            let mut out = matrix_mut("theta", theta, n, k)?;
-            crate::sgd::check_positive("k", k)?;
-            let mut trained = Array2::<f32>::zeros((n, k));
-            let config = SoftmaxConfig {
-                epochs,
-                sgd: Sgd { lr, batch },
-            };
             fit_softmax(
-                train,
-                test,
+                data_view(train),
+                data_view(test),
                 trained.view_mut(),
                 &config,
                 reporter(callback, user),
             )?;
-            out.assign(&trained);
+            out.view_mut().assign(&trained);
         }
         Ok(())
     })
@@ -613,33 +643,35 @@ pub unsafe extern "C" fn sml_train_nn(
     user: *mut c_void,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers every pointer and size.
+        // SAFETY: the caller's contract covers both sml_data.
+        let train = unsafe { data("train", ("train->X", "train->y"), train)? };
+        let test = unsafe { data("test", ("test->X", "test->y"), test)? };
+        let n = train.0.cols();
+        check_dims(&[("n", n), ("hidden", hidden), ("k", k)])?;
+        let w1_out = CArray::new_mut("W1", W1, n, hidden)?;
+        let w2_out = CArray::new_mut("W2", W2, hidden, k)?;
+        let inputs = data_spans(&train, &test);
+        check_disjoint(w1_out.span(), &[&inputs[..], &[w2_out.span()]].concat())?;
+        check_disjoint(w2_out.span(), &inputs)?;
+        let config = NnConfig {
+            hidden,
+            epochs,
+            sgd: Sgd { lr, batch },
+            seed,
+        };
+        let (mut w1, mut w2) = course_init_weights(seed, n, hidden, k);
+        // SAFETY: every array is checked; the caller's contract covers the memory.
         unsafe {
-            let (train, test) = (data("train", train)?, data("test", test)?);
-            let n = train.x.ncols();
-            for (what, v) in [("n", n), ("hidden", hidden), ("k", k)] {
-                crate::sgd::check_positive(what, v)?;
-            }
-            check_disjoint(span("W1", W1, n, hidden), &[span("W2", W2, hidden, k)])?;
-            let mut w1_out = matrix_mut("W1", W1, n, hidden)?;
-            let mut w2_out = matrix_mut("W2", W2, hidden, k)?;
-            let config = NnConfig {
-                hidden,
-                epochs,
-                sgd: Sgd { lr, batch },
-                seed,
-            };
-            let (mut w1, mut w2) = course_init_weights(seed, n, hidden, k);
             fit_nn(
-                train,
-                test,
+                data_view(train),
+                data_view(test),
                 w1.view_mut(),
                 w2.view_mut(),
                 &config,
                 reporter(callback, user),
             )?;
-            w1_out.assign(&w1);
-            w2_out.assign(&w2);
+            w1_out.view_mut().assign(&w1);
+            w2_out.view_mut().assign(&w2);
         }
         Ok(())
     })
