@@ -569,3 +569,35 @@ fn make_install_and_pkg_config_build_the_example() {
     check_example_output(&run(cmd, "example (static)"));
     clean_up(&dir);
 }
+
+/// The README's C example compiles as written (C11, warnings as errors) and
+/// runs from the repository root.
+#[test]
+fn readme_c_example_compiles_and_runs() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let section = readme
+        .find("## Using it from C")
+        .expect("README has a \"Using it from C\" section");
+    let rest = &readme[section..];
+    let start = rest.find("```c\n").expect("a ```c block in that section") + "```c\n".len();
+    let code = &rest[start..start + rest[start..].find("```").expect("the block ends")];
+    let dir = work_dir("readme");
+    let source = dir.join("example.c");
+    std::fs::write(&source, code).expect("write the README's example");
+    let exe = dir.join("example");
+    let mut cmd = compiler(false);
+    cmd.args(C_FLAGS)
+        .arg(&source)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(format!("-L{}", libs().dir.display()))
+        .arg("-lsimple_ml")
+        .arg(format!("-Wl,-rpath,{}", libs().dir.display()))
+        .arg("-o")
+        .arg(&exe);
+    run(cmd, "compiling the README's C example");
+    let mut cmd = Command::new(&exe);
+    cmd.current_dir(root());
+    run(cmd, "running the README's C example");
+    clean_up(&dir);
+}
