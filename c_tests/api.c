@@ -156,8 +156,34 @@ static void check_dataset_ownership(const char *data_dir) {
     }
 }
 
+/* Thread count and code path: settable, reported, and without effect on results. */
+static void check_threads_and_simd(void) {
+    const char *level = sml_simd_level();
+    CHECK(level != NULL && (strcmp(level, "avx512") == 0 || strcmp(level, "avx2") == 0 ||
+                            strcmp(level, "portable") == 0),
+          "sml_simd_level() = \"%s\"", level ? level : "(null)");
+    size_t before = sml_num_threads();
+    CHECK(before >= 1, "sml_num_threads() = %zu", before);
+    /* big enough (m·n > 4M) that the library really splits the work 3 ways */
+    enum { M = 6000, N = 800, K = 10 };
+    static float X[M * N], theta1[N * K], theta3[N * K];
+    static unsigned char y[M];
+    for (size_t i = 0; i < M * N; i++) X[i] = (i * 7919 % 13 < 4) ? (float)(i % 255) / 255.0f : 0.0f;
+    for (size_t i = 0; i < M; i++) y[i] = (unsigned char)(i * 31 % K);
+    sml_set_num_threads(1);
+    CHECK(sml_num_threads() == 1, "after set 1: %zu", sml_num_threads());
+    CHECK(sml_softmax_regression_epoch(X, y, theta1, M, N, K, 0.5f, 50) == SML_OK, "%s", last_error());
+    sml_set_num_threads(3);
+    CHECK(sml_num_threads() == 3, "after set 3: %zu", sml_num_threads());
+    CHECK(sml_softmax_regression_epoch(X, y, theta3, M, N, K, 0.5f, 50) == SML_OK, "%s", last_error());
+    CHECK(memcmp(theta1, theta3, sizeof theta1) == 0, "1 and 3 threads differ");
+    sml_set_num_threads(0);
+    CHECK(sml_num_threads() >= 1, "after reset: %zu", sml_num_threads());
+}
+
 int main(int argc, char **argv) {
     struct test_args args = parse_args(argc, argv);
+    check_threads_and_simd();
     check_version();
     check_status_names();
     check_last_error_buffer();

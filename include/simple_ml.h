@@ -403,6 +403,20 @@ const char *sml_status_str(sml_status status);
 // The library's version, "MAJOR.MINOR.PATCH", a static string. Never free it.
 const char *sml_version(void);
 
+// Sets how many threads each call may use; 0 restores the default (the
+// `SML_NUM_THREADS` environment variable, else every available core).
+// Results do not depend on it: every split is over fixed blocks combined in
+// a fixed order. Process-wide; safe to call at any time.
+void sml_set_num_threads(size_t threads);
+
+// How many threads each call may use (at least 1).
+size_t sml_num_threads(void);
+
+// The kernels' code path on this CPU: "avx512", "avx2" or "portable"
+// (chosen at run time; `SML_SIMD=avx2` or `portable` in the environment
+// lowers it). A static string; never free it.
+const char *sml_simd_level(void);
+
 // Panics deliberately inside an export and returns what the boundary makes
 // of it (`SML_PANIC`, with the message in `sml_last_error_message`). For
 // tests that prove a panic never unwinds into the caller; never needed

@@ -161,6 +161,10 @@ fn compiler(cpp: bool) -> Command {
 /// Runs a command to completion, failing the test with its output unless
 /// it exits with status 0.
 fn run(mut cmd: Command, what: &str) -> Output {
+    // cargo puts target/<profile> on LD_LIBRARY_PATH, which outranks the
+    // programs' rpath: a stale libsimple_ml.so copied there would be loaded
+    // instead of the fresh one in deps/.
+    cmd.env_remove("LD_LIBRARY_PATH");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));

@@ -114,6 +114,9 @@ PROTOTYPES = {
     "sml_last_error_message": (sml_status, [POINTER(c_char), _sz, POINTER(c_size_t)]),
     "sml_status_str": (c_char_p, [sml_status]),
     "sml_version": (c_char_p, []),
+    "sml_set_num_threads": (None, [_sz]),
+    "sml_num_threads": (_sz, []),
+    "sml_simd_level": (c_char_p, []),
     "sml_test_panic": (sml_status, []),
 }
 

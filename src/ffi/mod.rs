@@ -882,6 +882,33 @@ pub extern "C" fn sml_version() -> *const c_char {
     status::as_c_str(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes())
 }
 
+/// Sets how many threads each call may use; 0 restores the default (the
+/// `SML_NUM_THREADS` environment variable, else every available core).
+/// Results do not depend on it: every split is over fixed blocks combined in
+/// a fixed order. Process-wide; safe to call at any time.
+#[no_mangle]
+pub extern "C" fn sml_set_num_threads(threads: usize) {
+    crate::parallel::set_num_threads(threads);
+}
+
+/// How many threads each call may use (at least 1).
+#[no_mangle]
+pub extern "C" fn sml_num_threads() -> usize {
+    crate::parallel::num_threads()
+}
+
+/// The kernels' code path on this CPU: "avx512", "avx2" or "portable"
+/// (chosen at run time; `SML_SIMD=avx2` or `portable` in the environment
+/// lowers it). A static string; never free it.
+#[no_mangle]
+pub extern "C" fn sml_simd_level() -> *const c_char {
+    status::as_c_str(match crate::simd::simd_level() {
+        crate::simd::SimdLevel::Avx512 => b"avx512\0",
+        crate::simd::SimdLevel::Avx2 => b"avx2\0",
+        crate::simd::SimdLevel::Portable => b"portable\0",
+    })
+}
+
 /// Panics deliberately inside an export and returns what the boundary makes
 /// of it (`SML_PANIC`, with the message in `sml_last_error_message`). For
 /// tests that prove a panic never unwinds into the caller; never needed
