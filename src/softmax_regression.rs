@@ -7,17 +7,18 @@
 //! updates the rows of θ for its own pixels.
 
 use std::ops::Range;
-use std::sync::RwLock;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
+use crate::parallel::{run_parts, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
 use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
-use crate::softmax_rows::{lane_groups, minibatch_gradients, sum_partials};
+use crate::softmax_rows::{
+    lane_groups, minibatch_gradients, pack_lane_rows, sum_partials, unpack_lane_rows, EpochShared,
+};
 use crate::sparse::Csr;
 
 /// Input pixels are split into this many fixed blocks (fewer when n is
@@ -44,41 +45,29 @@ pub fn softmax_regression_epoch(
         return Ok(());
     }
     let k = theta.ncols();
-    let kg = lane_groups(k);
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let blocks = pixel_blocks(n);
-    let threads = threads_for(m * n * kg, blocks.len());
-    let batch = sgd.batch.min(m);
+    let threads = threads_for(m * n * lane_groups(k), blocks.len());
     let mut parts: Vec<SoftmaxPart> = split_blocks(blocks.len(), threads)
         .into_iter()
-        .map(|owned| SoftmaxPart::new(theta.view(), &blocks, owned, batch))
+        .map(|owned| SoftmaxPart::new(theta.view(), &blocks, owned, sgd.batch.min(m)))
         .collect();
     let shared = SoftmaxShared {
-        x: x.as_slice().expect("standard layout"),
-        y: y.as_slice().expect("standard layout"),
-        m,
-        n,
-        k,
-        kg,
-        batch: sgd.batch,
-        lr: sgd.lr,
-        partials: [0, 1].map(|_| {
-            blocks
-                .iter()
-                .map(|_| RwLock::new(vec![[0.0; LANES]; batch * kg]))
-                .collect()
-        }),
+        epoch: EpochShared::new(
+            x.as_slice().expect("standard layout"),
+            y.as_slice().expect("standard layout"),
+            n,
+            k,
+            sgd,
+            blocks.len(),
+            threads,
+        ),
         blocks,
-        barrier: Barrier::new(threads),
     };
     run_parts(&mut parts, |part| softmax_worker((&shared, part)));
     for part in &parts {
-        for (j, row) in (part.j0..).zip(part.theta.chunks_exact(kg)) {
-            for (c, t) in theta.row_mut(j).iter_mut().enumerate() {
-                *t = row[c / LANES][c % LANES];
-            }
-        }
+        unpack_lane_rows(&part.theta, lane_groups(k), theta.view_mut(), part.j0);
     }
     Ok(())
 }
@@ -107,33 +96,10 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// θ packed in lane groups: row j holds `kg` groups of 16 lanes, classes
-/// beyond k zero.
-fn pack_rows(theta: ArrayView2<'_, f32>, rows: Range<usize>, kg: usize) -> Vec<Lanes> {
-    let mut packed = vec![[0.0; LANES]; rows.len() * kg];
-    for (j, dst) in rows.zip(packed.chunks_exact_mut(kg)) {
-        for (c, &t) in theta.row(j).iter().enumerate() {
-            dst[c / LANES][c % LANES] = t;
-        }
-    }
-    packed
-}
-
+/// The state the threads of an epoch share, and the fixed pixel blocks.
 struct SoftmaxShared<'a> {
-    x: &'a [f32],
-    y: &'a [u8],
-    m: usize,
-    n: usize,
-    k: usize,
-    kg: usize,
-    batch: usize,
-    lr: f32,
+    epoch: EpochShared<'a>,
     blocks: Vec<Range<usize>>,
-    /// Partial logits of each pixel block, `batch × kg` lane groups,
-    /// double-buffered by minibatch parity so that the next minibatch can
-    /// start while others still read this one.
-    partials: [Vec<RwLock<Vec<Lanes>>>; 2],
-    barrier: Barrier,
 }
 
 /// One thread's share: the pixel blocks it owns and their rows of θ.
@@ -159,7 +125,7 @@ impl SoftmaxPart {
             csr: Csr::new(batch, j1 - j0),
             blocks: owned,
             j0,
-            theta: pack_rows(theta, j0..j1, kg),
+            theta: pack_lane_rows(theta, j0..j1, kg),
             grad: vec![[0.0; LANES]; (j1 - j0) * kg],
             g: vec![[0.0; LANES]; batch * kg],
         }
@@ -171,7 +137,8 @@ multiversion! {
 }
 
 #[inline(always)]
-fn softmax_worker_generic<I: Isa>((sh, part): (&SoftmaxShared<'_>, &mut SoftmaxPart)) {
+fn softmax_worker_generic<I: Isa>((shared, part): (&SoftmaxShared<'_>, &mut SoftmaxPart)) {
+    let (sh, blocks) = (&shared.epoch, &shared.blocks);
     let (n, k, kg) = (sh.n, sh.k, sh.kg);
     let _poison = sh.barrier.poison_on_panic();
     for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
@@ -179,7 +146,7 @@ fn softmax_worker_generic<I: Isa>((sh, part): (&SoftmaxShared<'_>, &mut SoftmaxP
         let b = rows.len();
         let xb = &sh.x[rows.start * n..rows.end * n];
         let next = &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n];
-        let own = &sh.blocks[part.blocks.clone()];
+        let own = &blocks[part.blocks.clone()];
         part.csr.fill::<I>(xb, next, n, own);
         for (s, cols) in own.iter().enumerate() {
             let theta = &part.theta[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
@@ -283,7 +250,7 @@ impl LinearLogits {
             k: theta.ncols(),
             kg,
             blocks: pixel_blocks(theta.nrows()),
-            theta: pack_rows(theta, 0..theta.nrows(), kg),
+            theta: pack_lane_rows(theta, 0..theta.nrows(), kg),
         }
     }
 }

@@ -1,7 +1,102 @@
-//! The per-row softmax that both epochs and the evaluation share, on logits
-//! held in lane groups (k classes padded to a multiple of 16 lanes).
+//! What both epoch kernels and the evaluation share: the per-row softmax on
+//! logits held in lane groups (k classes padded to a multiple of 16 lanes),
+//! the packing of weights into lane groups, and the state the threads of an
+//! epoch share.
 
+use std::ops::Range;
+use std::sync::RwLock;
+
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::parallel::Barrier;
+use crate::sgd::Sgd;
 use crate::simd::{Lanes, LANES};
+
+/// What the threads of one epoch share: the data, the SGD settings, the
+/// partial logits each block publishes, and the barrier they meet at.
+pub(crate) struct EpochShared<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [u8],
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub kg: usize,
+    pub batch: usize,
+    pub lr: f32,
+    /// Partial logits of each block, `batch × kg` lane groups,
+    /// double-buffered by minibatch parity so that the next minibatch can
+    /// start while other threads still read this one.
+    pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
+    pub barrier: Barrier,
+}
+
+impl<'a> EpochShared<'a> {
+    /// `x` is m×n row-major, `y` holds m labels below `k`; `blocks` partial
+    /// sums are published per minibatch by `threads` threads.
+    pub fn new(
+        x: &'a [f32],
+        y: &'a [u8],
+        n: usize,
+        k: usize,
+        sgd: Sgd,
+        blocks: usize,
+        threads: usize,
+    ) -> Self {
+        let m = y.len();
+        let kg = lane_groups(k);
+        let rows = sgd.batch.min(m);
+        EpochShared {
+            x,
+            y,
+            m,
+            n,
+            k,
+            kg,
+            batch: sgd.batch,
+            lr: sgd.lr,
+            partials: [0, 1].map(|_| {
+                (0..blocks)
+                    .map(|_| RwLock::new(vec![[0.0; LANES]; rows * kg]))
+                    .collect()
+            }),
+            barrier: Barrier::new(threads),
+        }
+    }
+}
+
+/// Rows `rows` of `a` packed in lane groups: each row becomes `kg` groups of
+/// 16 lanes, zero beyond `a`'s columns; rows past `a`'s last are zero.
+pub(crate) fn pack_lane_rows(a: ArrayView2<'_, f32>, rows: Range<usize>, kg: usize) -> Vec<Lanes> {
+    let mut packed = vec![[0.0; LANES]; rows.len() * kg];
+    for (row, dst) in a
+        .rows()
+        .into_iter()
+        .skip(rows.start)
+        .zip(packed.chunks_exact_mut(kg))
+    {
+        for (c, &v) in row.iter().enumerate() {
+            dst[c / LANES][c % LANES] = v;
+        }
+    }
+    packed
+}
+
+/// Writes lane-group rows back into rows `first..` of `a` (as many as both hold).
+pub(crate) fn unpack_lane_rows(
+    packed: &[Lanes],
+    kg: usize,
+    mut a: ArrayViewMut2<'_, f32>,
+    first: usize,
+) {
+    for (src, mut row) in packed
+        .chunks_exact(kg)
+        .zip(a.rows_mut().into_iter().skip(first))
+    {
+        for (c, dst) in row.iter_mut().enumerate() {
+            *dst = src[c / LANES][c % LANES];
+        }
+    }
+}
 
 /// Lane groups needed for `k` classes.
 pub(crate) fn lane_groups(k: usize) -> usize {

@@ -9,17 +9,18 @@
 //! hidden units of the accumulating rows stays in L1 cache.
 
 use std::ops::Range;
-use std::sync::RwLock;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_parts, split_blocks, threads_for, Barrier};
+use crate::parallel::{run_parts, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
 use crate::simd::{axpy, axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
-use crate::softmax_rows::{lane_groups, minibatch_gradients, sum_partials};
+use crate::softmax_rows::{
+    lane_groups, minibatch_gradients, pack_lane_rows, sum_partials, unpack_lane_rows, EpochShared,
+};
 use crate::sparse::{Csc, Csr};
 
 /// Hidden units processed together in the products with X: four lane
@@ -58,27 +59,19 @@ pub fn nn_epoch(
     let y = y.as_standard_layout();
     let hidden_blocks = d.div_ceil(LANES);
     let threads = threads_for(m * n * d / 4, hidden_blocks);
-    let batch = sgd.batch.min(m);
     let mut parts: Vec<NnPart> = split_blocks(hidden_blocks, threads)
         .into_iter()
-        .map(|owned| NnPart::new(w1.view(), w2.view(), owned, batch))
+        .map(|owned| NnPart::new(w1.view(), w2.view(), owned, sgd.batch.min(m)))
         .collect();
-    let shared = NnShared {
-        x: x.as_slice().expect("standard layout"),
-        y: y.as_slice().expect("standard layout"),
-        m,
+    let shared = EpochShared::new(
+        x.as_slice().expect("standard layout"),
+        y.as_slice().expect("standard layout"),
         n,
         k,
-        kg,
-        batch: sgd.batch,
-        lr: sgd.lr,
-        partials: [0, 1].map(|_| {
-            (0..hidden_blocks)
-                .map(|_| RwLock::new(vec![[0.0; LANES]; batch * kg]))
-                .collect()
-        }),
-        barrier: Barrier::new(threads),
-    };
+        sgd,
+        hidden_blocks,
+        threads,
+    );
     run_parts(&mut parts, |part| nn_worker((&shared, part)));
     for part in &parts {
         let h0 = part.blocks.start * LANES;
@@ -88,11 +81,7 @@ pub fn nn_epoch(
                 *dst = src;
             }
         }
-        for (h, row) in part.w2.chunks_exact(kg).take(live).enumerate() {
-            for (c, dst) in w2.row_mut(h0 + h).iter_mut().enumerate() {
-                *dst = row[c / LANES][c % LANES];
-            }
-        }
+        unpack_lane_rows(&part.w2[..live * kg], kg, w2.view_mut(), h0);
     }
     Ok(())
 }
@@ -126,37 +115,6 @@ fn pack_w1(w1: ArrayView2<'_, f32>, h0: usize, width: usize) -> Vec<f32> {
     packed
 }
 
-/// Rows `h0..h0+width` of W2 (zero beyond d) in lane groups.
-fn pack_w2(w2: ArrayView2<'_, f32>, h0: usize, width: usize, kg: usize) -> Vec<Lanes> {
-    let mut packed = vec![[0.0; LANES]; width * kg];
-    for (row, dst) in w2
-        .rows()
-        .into_iter()
-        .skip(h0)
-        .zip(packed.chunks_exact_mut(kg))
-    {
-        for (c, &v) in row.iter().enumerate() {
-            dst[c / LANES][c % LANES] = v;
-        }
-    }
-    packed
-}
-
-struct NnShared<'a> {
-    x: &'a [f32],
-    y: &'a [u8],
-    m: usize,
-    n: usize,
-    k: usize,
-    kg: usize,
-    batch: usize,
-    lr: f32,
-    /// Partial logits of each block of hidden units, `batch × kg` lane
-    /// groups, double-buffered by minibatch parity.
-    partials: [Vec<RwLock<Vec<Lanes>>>; 2],
-    barrier: Barrier,
-}
-
 /// One thread's share: its blocks of hidden units, their columns of W1 and
 /// rows of W2, and its work space.
 struct NnPart {
@@ -185,7 +143,7 @@ impl NnPart {
         let kg = lane_groups(k);
         let width = blocks.len() * LANES;
         let h0 = blocks.start * LANES;
-        let w2p = pack_w2(w2, h0, width, kg);
+        let w2p = pack_lane_rows(w2, h0..h0 + width, kg);
         let mut part = NnPart {
             blocks,
             width,
@@ -307,11 +265,11 @@ fn block_logits<I: Isa>(
 }
 
 multiversion! {
-    fn nn_worker(args: (&NnShared<'_>, &mut NnPart)) -> () => nn_worker_generic
+    fn nn_worker(args: (&EpochShared<'_>, &mut NnPart)) -> () => nn_worker_generic
 }
 
 #[inline(always)]
-fn nn_worker_generic<I: Isa>((sh, part): (&NnShared<'_>, &mut NnPart)) {
+fn nn_worker_generic<I: Isa>((sh, part): (&EpochShared<'_>, &mut NnPart)) {
     let (n, k, kg, w) = (sh.n, sh.k, sh.kg, part.width);
     let _poison = sh.barrier.poison_on_panic();
     for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
@@ -405,7 +363,7 @@ impl TwoLayerLogits {
             kg,
             width,
             w1: pack_w1(w1, 0, width),
-            w2: pack_w2(w2, 0, width, kg),
+            w2: pack_lane_rows(w2, 0..width, kg),
         }
     }
 }
