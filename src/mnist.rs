@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use byteorder::{BigEndian, ByteOrder};
 use flate2::read::MultiGzDecoder;
 use ndarray::{Array1, Array2};
 
@@ -226,10 +227,8 @@ fn parse_header(header: &[u8], magic: u32) -> std::result::Result<Vec<u32>, IdxE
             found: header.len(),
         });
     }
-    let word = |i: usize| {
-        let b = &header[4 * i..4 * i + 4];
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-    };
+    // IDX headers are big-endian 32-bit words.
+    let word = |i: usize| BigEndian::read_u32(&header[4 * i..4 * i + 4]);
     let found = word(0);
     if found != magic {
         return Err(IdxErrorKind::BadMagic {
