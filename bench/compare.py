@@ -579,7 +579,7 @@ def render(res):
                   "| implementation | s | ratio |", "|---|---:|---:|"]
         lines.append("| numpy (%s, %d thread(s))%s | %.2f | 1.00× |" %
                      (j["numpy_config"], j["numpy_threads"], "" if j["numpy_measured"] else " **estimate**", j["numpy_s"]))
-        lines.append("| simple-ml CLI (all cores; its own `total:` %.2f s) | %.2f | %.2f× |" %
+        lines.append("| simple-ml CLI (default threads; its own `total:` %.2f s) | %.2f | %.2f× |" %
                      (j["cli"]["reported_total_s"] or float("nan"), j["cli"]["wall_s"], j["numpy_s"] / j["cli"]["wall_s"]))
         if not j["numpy_measured"]:
             lines.append("")

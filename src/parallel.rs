@@ -12,15 +12,21 @@ use std::time::{Duration, Instant};
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Threads the kernels use: set by [`set_num_threads`], else the
-/// `SML_NUM_THREADS` environment variable, else every available core.
+/// `SML_NUM_THREADS` environment variable (a number, or `all` for every
+/// available core), else 1.
+///
+/// One by default because the threads of an epoch meet once per minibatch:
+/// on this project's 2-core machine, with another process holding one core,
+/// two threads were measured 1.2–3× slower than one (the same collapse that
+/// 2-thread numpy shows there). Ask for more threads where cores are free.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
-            let n = std::env::var("SML_NUM_THREADS")
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let n = match std::env::var("SML_NUM_THREADS").as_deref().map(str::trim) {
+                Ok("all") => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Ok(v) => v.parse::<usize>().ok().filter(|&n| n > 0).unwrap_or(1),
+                Err(_) => 1,
+            };
             NUM_THREADS.store(n, Ordering::Relaxed);
             n
         }
