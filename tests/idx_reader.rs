@@ -942,7 +942,7 @@ fn mutate(plain: &[u8], gz: bool, level: u32, m: &Mutation) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(ProptestConfig::with_cases(4096))]
     #[test]
     fn mutated_files_decode_consistently_or_fail(
         count in 1u32..4,
