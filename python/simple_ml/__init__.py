@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from . import _arrays
-from ._ext import softmax_regression_epoch_cpp
+from ._ext import run_nn_epoch, run_softmax_regression_epoch, softmax_regression_epoch_cpp
 from ._native import (
     SML_OK,
     IdxFormatError,
@@ -136,19 +136,8 @@ def softmax_regression_epoch(X, y, theta, lr=0.1, batch=100):
     """
     X = _arrays.features(X)
     y = _arrays.labels(y)
-    m, n = X.shape
     theta = _arrays.Weights(theta, "theta")
-    _arrays.require_rows(y, m)
-    if theta.shape[0] != n:
-        raise ValueError("theta must have %d rows (the columns of X), got shape %s" % (n, theta.shape))
-    k = theta.shape[1]
-    lr = _arrays.learning_rate(lr)
-    batch = _arrays.batch_size(batch)
-    check(
-        lib.sml_softmax_regression_epoch(
-            _arrays.pointer(X), _arrays.pointer(y), theta.pointer(), m, n, k, lr, batch
-        )
-    )
+    run_softmax_regression_epoch(X, y, theta.shape, theta.pointer(), lr, batch)
     theta.write_back()
 
 
@@ -159,27 +148,13 @@ def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
     """
     X = _arrays.features(X)
     y = _arrays.labels(y)
-    m, n = X.shape
     W1 = _arrays.Weights(W1, "W1")
     W2 = _arrays.Weights(W2, "W2")
     if np.may_share_memory(W1.target, W2.target):
         # Both are outputs; through float32 copies one write-back would
         # silently overwrite the other.
         raise ValueError("W1 and W2 share memory; they must be separate arrays")
-    _arrays.require_rows(y, m)
-    if W1.shape[0] != n:
-        raise ValueError("W1 must have %d rows (the columns of X), got shape %s" % (n, W1.shape))
-    d = W1.shape[1]
-    if W2.shape[0] != d:
-        raise ValueError("W2 must have %d rows (the columns of W1), got shape %s" % (d, W2.shape))
-    k = W2.shape[1]
-    lr = _arrays.learning_rate(lr)
-    batch = _arrays.batch_size(batch)
-    check(
-        lib.sml_nn_epoch(
-            _arrays.pointer(X), _arrays.pointer(y), W1.pointer(), W2.pointer(), m, n, d, k, lr, batch
-        )
-    )
+    run_nn_epoch(X, y, (W1.shape, W1.pointer()), (W2.shape, W2.pointer()), lr, batch)
     W1.write_back()
     W2.write_back()
 

@@ -46,6 +46,12 @@ def require_rows(y, m, X_name="X"):
         raise ValueError("y has %d labels but %s has %d rows" % (y.shape[0], X_name, m))
 
 
+def require_weight_rows(shape, rows, name, what):
+    """A weight matrix must have one row per `what` (the columns of X, ...)."""
+    if shape[0] != rows:
+        raise ValueError("%s must have %d rows (%s), got shape %s" % (name, rows, what, shape))
+
+
 def batch_size(batch):
     """A positive Python int for the `batch` argument; bool is refused (True
     is not a batch size), and a batch beyond size_t is clamped to it, which

@@ -44,17 +44,22 @@ def softmax_regression_epoch_cpp(X, y, theta, lr, batch):
     None."""
     X = _input(X, np.float32, 2, "X")
     y = _input(y, np.uint8, 1, "y")
+    theta = _output(theta, "theta")
+    run_softmax_regression_epoch(X, y, theta.shape, _arrays.pointer(theta), lr, batch)
+
+
+def run_softmax_regression_epoch(X, y, theta_shape, theta_pointer, lr, batch):
+    """The checks and the library call that the strict and the lenient
+    softmax epochs share, on converted X (float32) and y (uint8)."""
     m, n = X.shape
     _arrays.require_rows(y, m)
-    theta = _output(theta, "theta")
-    if theta.shape[0] != n:
-        raise ValueError("theta must have %d rows (the columns of X), got shape %s" % (n, theta.shape))
-    k = theta.shape[1]
+    _arrays.require_weight_rows(theta_shape, n, "theta", "the columns of X")
+    k = theta_shape[1]
     lr = _arrays.learning_rate(lr)
     batch = _arrays.batch_size(batch)
     check(
         lib.sml_softmax_regression_epoch(
-            _arrays.pointer(X), _arrays.pointer(y), _arrays.pointer(theta), m, n, k, lr, batch
+            _arrays.pointer(X), _arrays.pointer(y), theta_pointer, m, n, k, lr, batch
         )
     )
 
@@ -65,24 +70,24 @@ def nn_epoch_cpp(X, y, W1, W2, lr, batch):
     C-contiguous, in place. Returns None."""
     X = _input(X, np.float32, 2, "X")
     y = _input(y, np.uint8, 1, "y")
-    m, n = X.shape
-    _arrays.require_rows(y, m)
     W1 = _output(W1, "W1")
-    if W1.shape[0] != n:
-        raise ValueError("W1 must have %d rows (the columns of X), got shape %s" % (n, W1.shape))
-    d = W1.shape[1]
     W2 = _output(W2, "W2")
-    if W2.shape[0] != d:
-        raise ValueError("W2 must have %d rows (the columns of W1), got shape %s" % (d, W2.shape))
-    k = W2.shape[1]
+    run_nn_epoch(X, y, (W1.shape, _arrays.pointer(W1)), (W2.shape, _arrays.pointer(W2)), lr, batch)
+
+
+def run_nn_epoch(X, y, W1, W2, lr, batch):
+    """The checks and the library call that the strict and the lenient
+    network epochs share; W1 and W2 are (shape, pointer) pairs."""
+    m, n = X.shape
+    (W1_shape, W1_pointer), (W2_shape, W2_pointer) = W1, W2
+    _arrays.require_rows(y, m)
+    _arrays.require_weight_rows(W1_shape, n, "W1", "the columns of X")
+    d = W1_shape[1]
+    _arrays.require_weight_rows(W2_shape, d, "W2", "the columns of W1")
+    k = W2_shape[1]
     lr = _arrays.learning_rate(lr)
     batch = _arrays.batch_size(batch)
-    check(
-        lib.sml_nn_epoch(
-            _arrays.pointer(X), _arrays.pointer(y), _arrays.pointer(W1), _arrays.pointer(W2),
-            m, n, d, k, lr, batch,
-        )
-    )
+    check(lib.sml_nn_epoch(_arrays.pointer(X), _arrays.pointer(y), W1_pointer, W2_pointer, m, n, d, k, lr, batch))
 
 
 def softmax_loss_cpp(Z, y):
