@@ -3,6 +3,8 @@
 //! shared out between threads, and per-chunk results are combined in chunk
 //! order so that the result does not depend on the number of threads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use ndarray::{s, ArrayView1, ArrayView2};
 
 use crate::error::Result;
@@ -44,18 +46,25 @@ fn map_chunks<M: Logits, R: Send>(
     let kg = lane_groups(model.classes());
     let chunks = m.div_ceil(CHUNK_ROWS);
     let threads = threads_for(m * model.work_per_row(), chunks);
-    let mut parts: Vec<(usize, Vec<(usize, R)>)> = (0..threads).map(|t| (t, Vec::new())).collect();
-    run_parts(&mut parts, |(t, results)| {
+    let next_chunk = AtomicUsize::new(0);
+    let mut parts: Vec<Vec<(usize, R)>> = (0..threads).map(|_| Vec::new()).collect();
+    run_parts(&mut parts, |results| {
         let mut scratch = model.scratch(CHUNK_ROWS);
         let mut out = vec![[0.0; LANES]; CHUNK_ROWS * kg];
-        for c in (*t..chunks).step_by(threads) {
+        // Chunks are claimed as threads get to them, so a thread that the
+        // OS does not run for a while delays nobody.
+        loop {
+            let c = next_chunk.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break;
+            }
             let (r0, r1) = (c * CHUNK_ROWS, m.min((c + 1) * CHUNK_ROWS));
             let logits = &mut out[..(r1 - r0) * kg];
             model.logits(&xs[r0 * n..r1 * n], &mut scratch, logits);
             results.push((c, per_chunk(r0, logits)));
         }
     });
-    let mut all: Vec<(usize, R)> = parts.into_iter().flat_map(|(_, r)| r).collect();
+    let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
     all.sort_by_key(|(c, _)| *c);
     all.into_iter().map(|(_, r)| r).collect()
 }

@@ -12,26 +12,31 @@ use std::time::{Duration, Instant};
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Threads the kernels use: set by [`set_num_threads`], else the
-/// `SML_NUM_THREADS` environment variable (a number, or `all` for every
-/// available core), else 1.
-///
-/// One by default because the threads of an epoch meet once per minibatch:
-/// on this project's 2-core machine, with another process holding one core,
-/// two threads were measured 1.2–3× slower than one (the same collapse that
-/// 2-thread numpy shows there). Ask for more threads where cores are free.
+/// `SML_NUM_THREADS` environment variable (a number, or `all`), else every
+/// available core. An epoch whose threads cannot run side by side (another
+/// process holds a core) falls back to one thread within a few minibatches,
+/// so extra threads cost at most that much when cores are busy.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
             let n = match std::env::var("SML_NUM_THREADS").as_deref().map(str::trim) {
-                Ok("all") => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                Ok(v) => v.parse::<usize>().ok().filter(|&n| n > 0).unwrap_or(1),
-                Err(_) => 1,
+                Ok("all") => all_cores(),
+                Ok(v) => v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .unwrap_or_else(all_cores),
+                Err(_) => all_cores(),
             };
             NUM_THREADS.store(n, Ordering::Relaxed);
             n
         }
         n => n,
     }
+}
+
+fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Sets the number of threads the kernels use; 0 restores the default.
@@ -90,16 +95,18 @@ impl Barrier {
         PoisonOnPanic(self)
     }
 
-    pub fn wait(&self) {
+    /// Waits for every thread; returns how long this one waited.
+    pub fn wait(&self) -> Duration {
         if self.threads <= 1 {
-            return;
+            return Duration::ZERO;
         }
         let generation = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.threads {
             self.arrived.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
-            return;
+            return Duration::ZERO;
         }
+        let started = Instant::now();
         let mut spins = 0u32;
         let mut yielding_since: Option<Instant> = None;
         while self.generation.load(Ordering::Acquire) == generation {
@@ -118,6 +125,7 @@ impl Barrier {
                 }
             }
         }
+        started.elapsed()
     }
 }
 
@@ -127,6 +135,18 @@ pub(crate) fn split_blocks(parts: usize, threads: usize) -> Vec<std::ops::Range<
     (0..threads)
         .map(|t| (parts * t / threads)..(parts * (t + 1) / threads))
         .collect()
+}
+
+/// Runs `work(0)` on the calling thread and `work(1)` … `work(threads - 1)`
+/// on scoped threads; returns when all are done (re-raising any panic).
+pub(crate) fn run_team(threads: usize, work: impl Fn(usize) + Sync) {
+    std::thread::scope(|s| {
+        let work = &work;
+        for me in 1..threads {
+            s.spawn(move || work(me));
+        }
+        work(0);
+    });
 }
 
 /// Runs `work` on every part, part 0 on the calling thread and the others on

@@ -7,17 +7,19 @@
 //! updates the rows of θ for its own pixels.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_parts, split_blocks, threads_for};
-use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
+use crate::parallel::{run_team, split_blocks, threads_for};
+use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
 use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
 use crate::softmax_rows::{
-    lane_groups, minibatch_gradients, pack_lane_rows, sum_partials, unpack_lane_rows, EpochShared,
+    drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
+    EpochShared,
 };
 use crate::sparse::Csr;
 
@@ -49,24 +51,29 @@ pub fn softmax_regression_epoch(
     let y = y.as_standard_layout();
     let blocks = pixel_blocks(n);
     let threads = threads_for(m * n * lane_groups(k), blocks.len());
-    let mut parts: Vec<SoftmaxPart> = split_blocks(blocks.len(), threads)
+    let parts: Vec<Mutex<SoftmaxPart>> = split_blocks(blocks.len(), threads)
         .into_iter()
-        .map(|owned| SoftmaxPart::new(theta.view(), &blocks, owned, sgd.batch.min(m)))
+        .map(|owned| {
+            Mutex::new(SoftmaxPart::new(
+                theta.view(),
+                &blocks,
+                owned,
+                sgd.batch.min(m),
+            ))
+        })
         .collect();
-    let shared = SoftmaxShared {
-        epoch: EpochShared::new(
-            x.as_slice().expect("standard layout"),
-            y.as_slice().expect("standard layout"),
-            n,
-            k,
-            sgd,
-            blocks.len(),
-            threads,
-        ),
-        blocks,
-    };
-    run_parts(&mut parts, |part| softmax_worker((&shared, part)));
-    for part in &parts {
+    let shared = EpochShared::new(
+        x.as_slice().expect("standard layout"),
+        y.as_slice().expect("standard layout"),
+        n,
+        k,
+        sgd,
+        blocks.len(),
+        threads,
+    );
+    run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me)));
+    for part in parts {
+        let part = part.into_inner().expect("the workers finished");
         unpack_lane_rows(&part.theta, lane_groups(k), theta.view_mut(), part.j0);
     }
     Ok(())
@@ -96,12 +103,6 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// The state the threads of an epoch share, and the fixed pixel blocks.
-struct SoftmaxShared<'a> {
-    epoch: EpochShared<'a>,
-    blocks: Vec<Range<usize>>,
-}
-
 /// One thread's share: the pixel blocks it owns and their rows of θ.
 struct SoftmaxPart {
     blocks: Range<usize>,
@@ -109,7 +110,6 @@ struct SoftmaxPart {
     theta: Vec<Lanes>,
     grad: Vec<Lanes>,
     csr: Csr,
-    g: Vec<Lanes>,
 }
 
 impl SoftmaxPart {
@@ -127,43 +127,74 @@ impl SoftmaxPart {
             j0,
             theta: pack_lane_rows(theta, j0..j1, kg),
             grad: vec![[0.0; LANES]; (j1 - j0) * kg],
-            g: vec![[0.0; LANES]; batch * kg],
         }
     }
 }
 
+/// A worker's arguments: the shared state, the fixed pixel blocks, every
+/// part, and which thread this is.
+type WorkerArgs<'s, 'a> = (
+    &'s EpochShared<'a>,
+    &'s [Range<usize>],
+    &'s [Mutex<SoftmaxPart>],
+    usize,
+);
+
 multiversion! {
-    fn softmax_worker(args: (&SoftmaxShared<'_>, &mut SoftmaxPart)) -> () => softmax_worker_generic
+    fn softmax_worker(args: WorkerArgs<'_, '_>) -> () => softmax_worker_generic
 }
 
 #[inline(always)]
-fn softmax_worker_generic<I: Isa>((shared, part): (&SoftmaxShared<'_>, &mut SoftmaxPart)) {
-    let (sh, blocks) = (&shared.epoch, &shared.blocks);
-    let (n, k, kg) = (sh.n, sh.k, sh.kg);
-    let _poison = sh.barrier.poison_on_panic();
-    for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
-        let parity = index % 2;
-        let b = rows.len();
+fn softmax_worker_generic<I: Isa>((sh, blocks, parts, me): WorkerArgs<'_, '_>) {
+    drive_epoch::<I, SoftmaxPart>(sh, blocks, parts, me);
+}
+
+impl EpochPart for SoftmaxPart {
+    /// The fixed blocks of pixel columns.
+    type Extra = [Range<usize>];
+
+    /// Scans this part's pixels of the minibatch and publishes the partial
+    /// logits of its pixel blocks.
+    #[inline(always)]
+    fn forward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        blocks: &[Range<usize>],
+        rows: Range<usize>,
+        parity: usize,
+    ) {
+        let (n, kg, b) = (sh.n, sh.kg, rows.len());
         let xb = &sh.x[rows.start * n..rows.end * n];
         let next = &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n];
-        let own = &blocks[part.blocks.clone()];
-        part.csr.fill::<I>(xb, next, n, own);
+        let own = &blocks[self.blocks.clone()];
+        self.csr.fill::<I>(xb, next, n, own);
         for (s, cols) in own.iter().enumerate() {
-            let theta = &part.theta[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
-            let mut partial = sh.partials[parity][part.blocks.start + s]
+            let theta = &self.theta[(cols.start - self.j0) * kg..(cols.end - self.j0) * kg];
+            let mut partial = sh.partials[parity][self.blocks.start + s]
                 .write()
                 .expect("no thread panicked");
             for (i, out) in partial.chunks_exact_mut(kg).take(b).enumerate() {
-                let (c, v) = part.csr.segment(i, s);
+                let (c, v) = self.csr.segment(i, s);
                 sparse_dot::<I>(c, v, theta, kg, out);
             }
         }
-        sh.barrier.wait();
-        minibatch_gradients(&sh.partials[parity], &mut part.g, k, &sh.y[rows.clone()]);
-        // θ ← θ − lr/b · Xbᵀ G, the gradient summed first as numpy does.
-        let (grad, g, csr) = (&mut part.grad[..], &part.g[..], &part.csr);
+    }
+
+    /// θ ← θ − lr/b · Xbᵀ G for this part's pixels, the gradient summed
+    /// first as numpy does.
+    #[inline(always)]
+    fn backward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        blocks: &[Range<usize>],
+        rows: Range<usize>,
+        g: &[Lanes],
+    ) {
+        let (kg, b) = (sh.kg, rows.len());
+        let own = &blocks[self.blocks.clone()];
+        let (grad, csr) = (&mut self.grad[..], &self.csr);
         for (s, cols) in own.iter().enumerate() {
-            let grad = &mut grad[(cols.start - part.j0) * kg..(cols.end - part.j0) * kg];
+            let grad = &mut grad[(cols.start - self.j0) * kg..(cols.end - self.j0) * kg];
             for (i, gi) in g.chunks_exact(kg).take(b).enumerate() {
                 let (c, v) = csr.segment(i, s);
                 if kg == 1 {
@@ -182,7 +213,7 @@ fn softmax_worker_generic<I: Isa>((shared, part): (&SoftmaxShared<'_>, &mut Soft
             }
         }
         let step = -(sh.lr / b as f32);
-        for (t, grad) in part.theta.iter_mut().zip(part.grad.iter_mut()) {
+        for (t, grad) in self.theta.iter_mut().zip(self.grad.iter_mut()) {
             for (t, g) in t.iter_mut().zip(grad.iter()) {
                 *t = mul_add::<I>(step, *g, *t);
             }

@@ -4,13 +4,15 @@
 //! epoch share.
 
 use std::ops::Range;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::parallel::Barrier;
-use crate::sgd::Sgd;
-use crate::simd::{Lanes, LANES};
+use crate::sgd::{minibatches, Sgd};
+use crate::simd::{Isa, Lanes, LANES};
 
 /// What the threads of one epoch share: the data, the SGD settings, the
 /// partial logits each block publishes, and the barrier they meet at.
@@ -28,6 +30,8 @@ pub(crate) struct EpochShared<'a> {
     /// start while other threads still read this one.
     pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
     pub barrier: Barrier,
+    /// Minibatch from which thread 0 works alone (usize::MAX: never).
+    solo_from: AtomicUsize,
 }
 
 impl<'a> EpochShared<'a> {
@@ -60,6 +64,105 @@ impl<'a> EpochShared<'a> {
                     .collect()
             }),
             barrier: Barrier::new(threads),
+            solo_from: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+/// One thread's share of an epoch: its blocks' state, stepped in two halves
+/// around the point where every block's partial logits are known.
+pub(crate) trait EpochPart: Send {
+    /// What the model's parts share besides the [`EpochShared`] state.
+    type Extra: Sync + ?Sized;
+    /// Computes and publishes this part's partial logits for `rows`.
+    fn forward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        extra: &Self::Extra,
+        rows: Range<usize>,
+        parity: usize,
+    );
+    /// Updates this part's weights from the minibatch's logit gradients.
+    fn backward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        extra: &Self::Extra,
+        rows: Range<usize>,
+        g: &[Lanes],
+    );
+}
+
+/// A wait at the per-minibatch barrier this long means a partner thread was
+/// not running (another process holds its core): a minibatch's work is tens
+/// to hundreds of microseconds.
+const PARTNER_DESCHEDULED: Duration = Duration::from_millis(2);
+
+/// Minibatches over which waiting and working time are compared.
+const WINDOW: usize = 16;
+
+/// The minibatch loop every epoch kernel shares, run by thread `me` of
+/// `parts.len()`: forward halves, one barrier, the softmax (computed by every
+/// thread alike), backward halves.
+///
+/// A team only pays while its threads run side by side. When a thread waits
+/// at the barrier longer than a partner could need if it were running, or
+/// spends more time waiting than working over a window of minibatches (a
+/// partner sharing its core with another process), the team disbands two
+/// minibatches later — a point every thread agrees on: the request is stored
+/// before the next barrier and read after it — and thread 0 steps every part
+/// alone. The blocks and the order their partial sums are combined in stay
+/// the same, so the result is bit-identical either way; only the time
+/// differs.
+#[inline(always)]
+pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
+    sh: &EpochShared<'_>,
+    extra: &P::Extra,
+    parts: &[Mutex<P>],
+    me: usize,
+) {
+    let _poison = sh.barrier.poison_on_panic();
+    let mut g = vec![[0.0; LANES]; sh.batch.min(sh.m) * sh.kg];
+    let mut mine = vec![parts[me].lock().expect("no thread panicked")];
+    let mut team = parts.len() > 1;
+    let (mut working, mut waiting) = (Duration::ZERO, Duration::ZERO);
+    let mut since = Instant::now();
+    for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
+        if team && sh.solo_from.load(Ordering::Acquire) <= index {
+            if me != 0 {
+                return;
+            }
+            team = false;
+            mine.extend(
+                parts[1..]
+                    .iter()
+                    .map(|p| p.lock().expect("no thread panicked")),
+            );
+        }
+        let parity = index % 2;
+        for part in mine.iter_mut() {
+            part.forward::<I>(sh, extra, rows.clone(), parity);
+        }
+        if team {
+            working += since.elapsed();
+            let waited = sh.barrier.wait();
+            waiting += waited;
+            since = Instant::now();
+            let window_done = (index + 1) % WINDOW == 0;
+            if waited > PARTNER_DESCHEDULED || (window_done && waiting > working) {
+                let _ = sh.solo_from.compare_exchange(
+                    usize::MAX,
+                    index + 2,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            if window_done {
+                (working, waiting) = (Duration::ZERO, Duration::ZERO);
+            }
+        }
+        minibatch_gradients(&sh.partials[parity], &mut g, sh.k, &sh.y[rows.clone()]);
+        for part in mine.iter_mut() {
+            part.backward::<I>(sh, extra, rows.clone(), &g);
         }
     }
 }
@@ -182,5 +285,92 @@ pub(crate) fn minibatch_gradients(
     }
     for (row, &label) in g.chunks_exact_mut(kg).zip(labels) {
         softmax_minus_onehot(row, k, label);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::run_team;
+    use crate::simd::Portable;
+    use std::thread::ThreadId;
+
+    /// A part that records which thread stepped it, minibatch by minibatch,
+    /// and whose forward half stalls once, like a thread the OS stopped.
+    struct Recorder {
+        block: usize,
+        stall_at: Option<usize>,
+        forward: Vec<(usize, ThreadId)>,
+        backward: Vec<(usize, ThreadId)>,
+    }
+
+    impl EpochPart for Recorder {
+        type Extra = ();
+        fn forward<I: Isa>(
+            &mut self,
+            sh: &EpochShared<'_>,
+            _: &(),
+            rows: Range<usize>,
+            parity: usize,
+        ) {
+            let index = rows.start / sh.batch;
+            if self.stall_at == Some(index) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut partial = sh.partials[parity][self.block].write().unwrap();
+            partial
+                .iter_mut()
+                .for_each(|p| *p = [self.block as f32; LANES]);
+            self.forward.push((index, std::thread::current().id()));
+        }
+        fn backward<I: Isa>(
+            &mut self,
+            sh: &EpochShared<'_>,
+            _: &(),
+            rows: Range<usize>,
+            _: &[Lanes],
+        ) {
+            self.backward
+                .push((rows.start / sh.batch, std::thread::current().id()));
+        }
+    }
+
+    #[test]
+    fn a_stalled_partner_hands_its_part_to_thread_zero() {
+        let (m, batch) = (100, 10);
+        let x = vec![0.0f32; m];
+        let y = vec![0u8; m];
+        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
+        let parts: Vec<Mutex<Recorder>> = (0..2)
+            .map(|block| {
+                Mutex::new(Recorder {
+                    block,
+                    stall_at: (block == 1).then_some(3),
+                    forward: Vec::new(),
+                    backward: Vec::new(),
+                })
+            })
+            .collect();
+        run_team(2, |me| {
+            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+        });
+        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
+        for part in &parts {
+            let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(
+                seen,
+                (0..10).collect::<Vec<_>>(),
+                "every minibatch once, in order"
+            );
+            let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        }
+        let zero = parts[0].forward[0].1;
+        assert_ne!(parts[1].forward[0].1, zero, "a team at first");
+        // Thread 0 waited 20 ms at minibatch 3's barrier: from minibatch 5
+        // on it steps part 1 itself.
+        for &(i, thread) in parts[1].forward.iter().chain(&parts[1].backward) {
+            assert_eq!(thread == zero, i >= 5, "minibatch {i}");
+        }
     }
 }

@@ -9,17 +9,19 @@
 //! hidden units of the accumulating rows stays in L1 cache.
 
 use std::ops::Range;
+use std::sync::Mutex;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_parts, split_blocks, threads_for};
-use crate::sgd::{check_labels, check_positive, check_rows, check_shape, minibatches, Sgd};
+use crate::parallel::{run_team, split_blocks, threads_for};
+use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
 use crate::simd::{axpy, axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
 use crate::softmax_rows::{
-    lane_groups, minibatch_gradients, pack_lane_rows, sum_partials, unpack_lane_rows, EpochShared,
+    drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
+    EpochShared,
 };
 use crate::sparse::{Csc, Csr};
 
@@ -59,9 +61,9 @@ pub fn nn_epoch(
     let y = y.as_standard_layout();
     let hidden_blocks = d.div_ceil(LANES);
     let threads = threads_for(m * n * d / 4, hidden_blocks);
-    let mut parts: Vec<NnPart> = split_blocks(hidden_blocks, threads)
+    let parts: Vec<Mutex<NnPart>> = split_blocks(hidden_blocks, threads)
         .into_iter()
-        .map(|owned| NnPart::new(w1.view(), w2.view(), owned, sgd.batch.min(m)))
+        .map(|owned| Mutex::new(NnPart::new(w1.view(), w2.view(), owned, sgd.batch.min(m))))
         .collect();
     let shared = EpochShared::new(
         x.as_slice().expect("standard layout"),
@@ -72,8 +74,9 @@ pub fn nn_epoch(
         hidden_blocks,
         threads,
     );
-    run_parts(&mut parts, |part| nn_worker((&shared, part)));
-    for part in &parts {
+    run_team(threads, |me| nn_worker((&shared, &parts, me)));
+    for part in parts {
+        let part = part.into_inner().expect("the workers finished");
         let h0 = part.blocks.start * LANES;
         let live = part.width.min(d - h0);
         for (j, row) in part.w1.chunks_exact(part.width).enumerate() {
@@ -126,7 +129,6 @@ struct NnPart {
     w2t: Vec<f32>,
     z1: Vec<f32>,
     g1: Vec<f32>,
-    g2: Vec<Lanes>,
     gw2: Vec<Lanes>,
     csr: Csr,
     csc: Csc,
@@ -152,7 +154,6 @@ impl NnPart {
             w2: w2p,
             z1: vec![0.0; batch * width],
             g1: vec![0.0; batch * width],
-            g2: vec![[0.0; LANES]; batch * kg],
             gw2: vec![[0.0; LANES]; width * kg],
             csr: Csr::new(batch, n),
             csc: Csc::new(),
@@ -265,44 +266,54 @@ fn block_logits<I: Isa>(
 }
 
 multiversion! {
-    fn nn_worker(args: (&EpochShared<'_>, &mut NnPart)) -> () => nn_worker_generic
+    fn nn_worker(args: (&EpochShared<'_>, &[Mutex<NnPart>], usize)) -> () => nn_worker_generic
 }
 
 #[inline(always)]
-fn nn_worker_generic<I: Isa>((sh, part): (&EpochShared<'_>, &mut NnPart)) {
-    let (n, k, kg, w) = (sh.n, sh.k, sh.kg, part.width);
-    let _poison = sh.barrier.poison_on_panic();
-    for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
-        let parity = index % 2;
-        let b = rows.len();
-        part.csr.fill::<I>(
+fn nn_worker_generic<I: Isa>((sh, parts, me): (&EpochShared<'_>, &[Mutex<NnPart>], usize)) {
+    drive_epoch::<I, NnPart>(sh, &(), parts, me);
+}
+
+impl EpochPart for NnPart {
+    type Extra = ();
+
+    /// This part's hidden units of the minibatch and their partial logits.
+    #[inline(always)]
+    fn forward<I: Isa>(&mut self, sh: &EpochShared<'_>, _: &(), rows: Range<usize>, parity: usize) {
+        let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
+        self.csr.fill::<I>(
             &sh.x[rows.start * n..rows.end * n],
             &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n],
             n,
             std::slice::from_ref(&(0..n)),
         );
-        part.csc.fill_from(&part.csr, n);
-        let z1 = &mut part.z1[..b * w];
-        hidden_layer::<I>(&part.csc, n, &part.w1, w, z1);
-        for (local, block) in part.blocks.clone().enumerate() {
+        self.csc.fill_from(&self.csr, n);
+        let z1 = &mut self.z1[..b * w];
+        hidden_layer::<I>(&self.csc, n, &self.w1, w, z1);
+        for (local, block) in self.blocks.clone().enumerate() {
             let mut partial = sh.partials[parity][block]
                 .write()
                 .expect("no thread panicked");
-            block_logits::<I>(z1, w, &part.w2, kg, local, &mut partial[..b * kg]);
+            block_logits::<I>(z1, w, &self.w2, kg, local, &mut partial[..b * kg]);
         }
-        sh.barrier.wait();
-        minibatch_gradients(&sh.partials[parity], &mut part.g2, k, &sh.y[rows.clone()]);
-        let z1 = &part.z1[..b * w];
+    }
+
+    /// The updates of this part's columns of W1 and rows of W2, from the
+    /// minibatch's logit gradients `g2`.
+    #[inline(always)]
+    fn backward<I: Isa>(&mut self, sh: &EpochShared<'_>, _: &(), rows: Range<usize>, g2: &[Lanes]) {
+        let (k, kg, w, b) = (sh.k, sh.kg, self.width, rows.len());
+        let z1 = &self.z1[..b * w];
         // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
-        for ((g1, z), g2) in part
+        for ((g1, z), g2) in self
             .g1
             .chunks_exact_mut(w)
             .zip(z1.chunks_exact(w))
-            .zip(part.g2.chunks_exact(kg))
+            .zip(g2.chunks_exact(kg))
         {
             g1.fill(0.0);
             for c in 0..k {
-                axpy::<I>(g1, g2[c / LANES][c % LANES], &part.w2t[c * w..(c + 1) * w]);
+                axpy::<I>(g1, g2[c / LANES][c % LANES], &self.w2t[c * w..(c + 1) * w]);
             }
             for (g, &z) in g1.iter_mut().zip(z) {
                 // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
@@ -313,28 +324,28 @@ fn nn_worker_generic<I: Isa>((sh, part): (&EpochShared<'_>, &mut NnPart)) {
         }
         let step = -(sh.lr / b as f32);
         // W2 ← W2 − lr/b · Z1ᵀ G2.
-        for (z, g2) in z1.chunks_exact(w).zip(part.g2.chunks_exact(kg)) {
-            for (gw, &zh) in part.gw2.chunks_exact_mut(kg).zip(z) {
+        for (z, g2) in z1.chunks_exact(w).zip(g2.chunks_exact(kg)) {
+            for (gw, &zh) in self.gw2.chunks_exact_mut(kg).zip(z) {
                 for (gw, g) in gw.iter_mut().zip(g2) {
                     axpy_n::<I, LANES>(gw, zh, g);
                 }
             }
         }
-        for (w2, gw) in part.w2.iter_mut().zip(part.gw2.iter_mut()) {
+        for (w2, gw) in self.w2.iter_mut().zip(self.gw2.iter_mut()) {
             for (w, g) in w2.iter_mut().zip(gw.iter()) {
                 *w = mul_add::<I>(step, *g, *w);
             }
             *gw = [0.0; LANES];
         }
-        part.transpose_w2(k, kg);
+        self.transpose_w2(k, kg);
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
-        let g1 = &part.g1[..b * w];
+        let g1 = &self.g1[..b * w];
         for t0 in (0..w).step_by(TILE) {
             match TILE.min(w - t0) {
-                TILE => w1_update_tile::<I, TILE>(&part.csc, &mut part.w1, w, t0, g1, step),
-                48 => w1_update_tile::<I, 48>(&part.csc, &mut part.w1, w, t0, g1, step),
-                32 => w1_update_tile::<I, 32>(&part.csc, &mut part.w1, w, t0, g1, step),
-                _ => w1_update_tile::<I, 16>(&part.csc, &mut part.w1, w, t0, g1, step),
+                TILE => w1_update_tile::<I, TILE>(&self.csc, &mut self.w1, w, t0, g1, step),
+                48 => w1_update_tile::<I, 48>(&self.csc, &mut self.w1, w, t0, g1, step),
+                32 => w1_update_tile::<I, 32>(&self.csc, &mut self.w1, w, t0, g1, step),
+                _ => w1_update_tile::<I, 16>(&self.csc, &mut self.w1, w, t0, g1, step),
             }
         }
     }

@@ -883,8 +883,8 @@ pub extern "C" fn sml_version() -> *const c_char {
 }
 
 /// Sets how many threads each call may use; 0 restores the default (the
-/// `SML_NUM_THREADS` environment variable — a number, or `all` for every
-/// available core — else 1: see the README's *Performance* on why).
+/// `SML_NUM_THREADS` environment variable — a number, or `all` — else every
+/// available core).
 /// Results do not depend on it: every split is over fixed blocks combined in
 /// a fixed order. Process-wide; safe to call at any time.
 #[no_mangle]
