@@ -17,6 +17,7 @@
 
 #![deny(unsafe_code)]
 
+mod chunked;
 pub mod error;
 mod eval;
 pub mod ffi;

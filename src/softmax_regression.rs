@@ -1,31 +1,34 @@
 //! Softmax regression: one linear layer `X θ` trained by minibatch SGD.
 //!
-//! The epoch kernel skips the zeros of X (see [`crate::sparse`]) and splits
-//! each minibatch between threads by fixed blocks of input pixels: each
-//! thread computes its blocks' partial logits, the threads meet once, every
-//! thread sums the partials in block order and takes the softmax, then each
-//! updates the rows of θ for its own pixels.
+//! The epoch kernel works on chunks of 16 pixels with θ held transposed
+//! (see [`crate::chunked`]), skipping chunks without a non-zero pixel, and
+//! splits each minibatch between threads by fixed blocks of input pixels:
+//! each thread computes its blocks' partial logits, the threads meet once,
+//! every thread sums the partials in block order and takes the softmax, then
+//! each updates the rows of θ for its own pixels.
 
 use std::ops::Range;
 use std::sync::Mutex;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
+use crate::chunked::{
+    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits, unpack_transposed,
+};
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
 use crate::parallel::{run_team, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
-use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
-use crate::softmax_rows::{
-    drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
-    EpochShared,
-};
-use crate::sparse::Csr;
+use crate::simd::{mul_add, multiversion, Isa, Lanes, LANES};
+use crate::softmax_rows::{drive_epoch, lane_groups, EpochPart, EpochShared};
 
 /// Input pixels are split into this many fixed blocks (fewer when n is
-/// small), the unit of work of a thread and of the partial sums.
-const PIXEL_BLOCKS: usize = 8;
+/// small), the unit of work of a thread and of the partial sums. Each block
+/// costs one horizontal sum per row, so there are as few as the threads
+/// worth using on an epoch this small, whose speed two cores' memory
+/// bandwidth already bounds.
+const PIXEL_BLOCKS: usize = 2;
 
 /// One epoch of minibatch SGD on softmax regression, updating `theta` (n×k)
 /// in place. For a batch of b rows:
@@ -74,7 +77,7 @@ pub fn softmax_regression_epoch(
     run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me)));
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
-        unpack_lane_rows(&part.theta, lane_groups(k), theta.view_mut(), part.j0);
+        unpack_transposed(&part.theta_t, part.kpad, theta.view_mut(), part.pixels);
     }
     Ok(())
 }
@@ -103,13 +106,54 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// One thread's share: the pixel blocks it owns and their rows of θ.
+/// Runs `$body` with the const `$cg` set to the class-group size `$value`
+/// (one of those [`class_groups`] returns).
+macro_rules! with_class_group {
+    ($value:expr, $cg:ident => $body:expr) => {
+        match $value {
+            2 => {
+                const $cg: usize = 2;
+                $body
+            }
+            4 => {
+                const $cg: usize = 4;
+                $body
+            }
+            6 => {
+                const $cg: usize = 6;
+                $body
+            }
+            8 => {
+                const $cg: usize = 8;
+                $body
+            }
+            10 => {
+                const $cg: usize = 10;
+                $body
+            }
+            _ => {
+                const $cg: usize = 12;
+                $body
+            }
+        }
+    };
+}
+
+/// One thread's share: the pixel blocks it owns, their rows of θ held
+/// transposed by chunks of 16 pixels, and for each of its chunks the rows
+/// of the current minibatch in which the chunk has a non-zero pixel.
 struct SoftmaxPart {
     blocks: Range<usize>,
-    j0: usize,
-    theta: Vec<Lanes>,
-    grad: Vec<Lanes>,
-    csr: Csr,
+    pixels: Range<usize>,
+    /// First chunk of the row this part owns.
+    first: usize,
+    group: usize,
+    kpad: usize,
+    theta_t: Vec<Lanes>,
+    /// `capacity` row slots per owned chunk, `count` of them in use.
+    rows: Vec<u32>,
+    count: Vec<usize>,
+    capacity: usize,
 }
 
 impl SoftmaxPart {
@@ -119,14 +163,116 @@ impl SoftmaxPart {
         owned: Range<usize>,
         batch: usize,
     ) -> Self {
-        let kg = lane_groups(theta.ncols());
-        let (j0, j1) = (all[owned.start].start, all[owned.end - 1].end);
+        let (group, kpad) = class_groups(theta.ncols());
+        let pixels = all[owned.start].start..all[owned.end - 1].end;
+        let own_chunks = chunks(pixels.len());
         SoftmaxPart {
-            csr: Csr::new(batch, j1 - j0),
             blocks: owned,
-            j0,
-            theta: pack_lane_rows(theta, j0..j1, kg),
-            grad: vec![[0.0; LANES]; (j1 - j0) * kg],
+            first: pixels.start / LANES,
+            theta_t: pack_transposed(theta, pixels.clone(), kpad),
+            pixels,
+            group,
+            kpad,
+            rows: vec![0; own_chunks * batch],
+            count: vec![0; own_chunks],
+            capacity: batch,
+        }
+    }
+
+    /// [`EpochPart::forward`] for class groups of `CG`.
+    #[inline(always)]
+    fn forward_group<I: Isa, const CG: usize>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        blocks: &[Range<usize>],
+        rows: Range<usize>,
+        parity: usize,
+    ) {
+        let (n, kg) = (sh.n, sh.kg);
+        let mut partials: Vec<_> = self
+            .blocks
+            .clone()
+            .map(|b| sh.partials[parity][b].write().expect("no thread panicked"))
+            .collect();
+        self.count.fill(0);
+        let (first, kpad, capacity) = (self.first, self.kpad, self.capacity);
+        for (i, r) in rows.enumerate() {
+            let row = &sh.x[r * n..(r + 1) * n];
+            // Row i of the next minibatch, read while this one is worked on.
+            let next =
+                sh.x.get((r + sh.batch) * n..(r + sh.batch + 1) * n)
+                    .unwrap_or(&[]);
+            let (list, count) = (&mut self.rows, &mut self.count);
+            let mut record = |s: usize| {
+                let c = &mut count[s - first];
+                list[(s - first) * capacity + *c] = i as u32;
+                *c += 1;
+            };
+            for (blk, partial) in blocks[self.blocks.clone()].iter().zip(partials.iter_mut()) {
+                let span = blk.start / LANES..blk.end.div_ceil(LANES);
+                let out = partial[i * kg..(i + 1) * kg].as_flattened_mut();
+                for q in 0..kpad / CG {
+                    let acc = if q == 0 {
+                        row_logits::<I, CG>(
+                            row,
+                            span.clone(),
+                            &self.theta_t,
+                            first,
+                            kpad,
+                            q,
+                            &mut record,
+                            next,
+                        )
+                    } else {
+                        row_logits::<I, CG>(
+                            row,
+                            span.clone(),
+                            &self.theta_t,
+                            first,
+                            kpad,
+                            q,
+                            &mut |_| {},
+                            &[],
+                        )
+                    };
+                    out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
+                }
+            }
+        }
+    }
+
+    /// [`EpochPart::backward`] for class groups of `CG`.
+    #[inline(always)]
+    fn backward_group<I: Isa, const CG: usize>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        rows: Range<usize>,
+        g: &[Lanes],
+    ) {
+        let (n, kg, kpad) = (sh.n, sh.kg, self.kpad);
+        let step = -(sh.lr / rows.len() as f32);
+        let x = &sh.x[rows.start * n..rows.end * n];
+        for (c, &count) in self.count.iter().enumerate() {
+            let list = &self.rows[c * self.capacity..c * self.capacity + count];
+            if list.is_empty() {
+                continue;
+            }
+            for q in 0..kpad / CG {
+                let acc = chunk_gradient::<I, CG>(
+                    list,
+                    |i| &x[i * n..(i + 1) * n],
+                    self.first + c,
+                    g,
+                    kg,
+                    q,
+                );
+                let at = c * kpad + q * CG;
+                for (t, a) in self.theta_t[at..at + CG].iter_mut().zip(&acc) {
+                    for l in 0..LANES {
+                        t[l] = mul_add::<I>(step, a[l], t[l]);
+                    }
+                }
+            }
         }
     }
 }
@@ -153,8 +299,8 @@ impl EpochPart for SoftmaxPart {
     /// The fixed blocks of pixel columns.
     type Extra = [Range<usize>];
 
-    /// Scans this part's pixels of the minibatch and publishes the partial
-    /// logits of its pixel blocks.
+    /// Publishes the partial logits of this part's pixel blocks and notes
+    /// which of its chunks are non-zero in which rows.
     #[inline(always)]
     fn forward<I: Isa>(
         &mut self,
@@ -163,21 +309,7 @@ impl EpochPart for SoftmaxPart {
         rows: Range<usize>,
         parity: usize,
     ) {
-        let (n, kg, b) = (sh.n, sh.kg, rows.len());
-        let xb = &sh.x[rows.start * n..rows.end * n];
-        let next = &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n];
-        let own = &blocks[self.blocks.clone()];
-        self.csr.fill::<I>(xb, next, n, own);
-        for (s, cols) in own.iter().enumerate() {
-            let theta = &self.theta[(cols.start - self.j0) * kg..(cols.end - self.j0) * kg];
-            let mut partial = sh.partials[parity][self.blocks.start + s]
-                .write()
-                .expect("no thread panicked");
-            for (i, out) in partial.chunks_exact_mut(kg).take(b).enumerate() {
-                let (c, v) = self.csr.segment(i, s);
-                sparse_dot::<I>(c, v, theta, kg, out);
-            }
-        }
+        with_class_group!(self.group, CG => self.forward_group::<I, CG>(sh, blocks, rows, parity))
     }
 
     /// θ ← θ − lr/b · Xbᵀ G for this part's pixels, the gradient summed
@@ -186,161 +318,88 @@ impl EpochPart for SoftmaxPart {
     fn backward<I: Isa>(
         &mut self,
         sh: &EpochShared<'_>,
-        blocks: &[Range<usize>],
+        _: &[Range<usize>],
         rows: Range<usize>,
         g: &[Lanes],
     ) {
-        let (kg, b) = (sh.kg, rows.len());
-        let own = &blocks[self.blocks.clone()];
-        let (grad, csr) = (&mut self.grad[..], &self.csr);
-        for (s, cols) in own.iter().enumerate() {
-            let grad = &mut grad[(cols.start - self.j0) * kg..(cols.end - self.j0) * kg];
-            for (i, gi) in g.chunks_exact(kg).take(b).enumerate() {
-                let (c, v) = csr.segment(i, s);
-                if kg == 1 {
-                    let gi = &gi[0];
-                    for (&j, &x) in c.iter().zip(v) {
-                        axpy_n::<I, LANES>(&mut grad[j as usize], x, gi);
-                    }
-                } else {
-                    for (&j, &x) in c.iter().zip(v) {
-                        let r = j as usize * kg;
-                        for (grad, g) in grad[r..r + kg].iter_mut().zip(gi) {
-                            axpy_n::<I, LANES>(grad, x, g);
-                        }
-                    }
-                }
-            }
-        }
-        let step = -(sh.lr / b as f32);
-        for (t, grad) in self.theta.iter_mut().zip(self.grad.iter_mut()) {
-            for (t, g) in t.iter_mut().zip(grad.iter()) {
-                *t = mul_add::<I>(step, *g, *t);
-            }
-            *grad = [0.0; LANES];
-        }
-    }
-}
-
-/// `out = Σ_e vals[e] · theta[cols[e]]` over lane groups, with four
-/// accumulators to hide the latency of the multiply-adds.
-#[inline(always)]
-fn sparse_dot<I: Isa>(cols: &[u32], vals: &[f32], theta: &[Lanes], kg: usize, out: &mut [Lanes]) {
-    if kg == 1 {
-        // The common case (k <= 16): no stride arithmetic.
-        let mut acc = [[0.0f32; LANES]; 4];
-        let split = cols.len() / 4 * 4;
-        for (c4, v4) in cols[..split]
-            .chunks_exact(4)
-            .zip(vals[..split].chunks_exact(4))
-        {
-            for u in 0..4 {
-                axpy_n::<I, LANES>(&mut acc[u], v4[u], &theta[c4[u] as usize]);
-            }
-        }
-        for (&c, &v) in cols[split..].iter().zip(&vals[split..]) {
-            axpy_n::<I, LANES>(&mut acc[0], v, &theta[c as usize]);
-        }
-        for l in 0..LANES {
-            out[0][l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-        }
-        return;
-    }
-    for (g, out) in out.iter_mut().enumerate() {
-        let mut acc = [[0.0f32; LANES]; 4];
-        let split = cols.len() / 4 * 4;
-        for (c4, v4) in cols[..split]
-            .chunks_exact(4)
-            .zip(vals[..split].chunks_exact(4))
-        {
-            for u in 0..4 {
-                axpy_n::<I, LANES>(&mut acc[u], v4[u], &theta[c4[u] as usize * kg + g]);
-            }
-        }
-        for (&c, &v) in cols[split..].iter().zip(&vals[split..]) {
-            axpy_n::<I, LANES>(&mut acc[0], v, &theta[c as usize * kg + g]);
-        }
-        for l in 0..LANES {
-            out[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
-        }
+        with_class_group!(self.group, CG => self.backward_group::<I, CG>(sh, rows, g))
     }
 }
 
 /// Logits `X θ` of softmax regression, for evaluation.
 pub(crate) struct LinearLogits {
     k: usize,
-    kg: usize,
-    blocks: Vec<Range<usize>>,
-    theta: Vec<Lanes>,
+    n: usize,
+    group: usize,
+    kpad: usize,
+    theta_t: Vec<Lanes>,
 }
 
 impl LinearLogits {
     pub fn new(theta: ArrayView2<'_, f32>) -> Self {
-        let kg = lane_groups(theta.ncols());
+        let (group, kpad) = class_groups(theta.ncols());
         LinearLogits {
             k: theta.ncols(),
-            kg,
-            blocks: pixel_blocks(theta.nrows()),
-            theta: pack_lane_rows(theta, 0..theta.nrows(), kg),
+            n: theta.nrows(),
+            group,
+            kpad,
+            theta_t: pack_transposed(theta, 0..theta.nrows(), kpad),
         }
     }
-}
-
-pub(crate) struct LinearScratch {
-    csr: Csr,
-    partials: Vec<Vec<Lanes>>,
 }
 
 multiversion! {
-    fn linear_logits(args: (&LinearLogits, &[f32], &mut LinearScratch, &mut [Lanes])) -> () => linear_logits_generic
+    fn linear_logits(args: (&LinearLogits, &[f32], &mut [Lanes])) -> () => linear_logits_generic
 }
 
 #[inline(always)]
-fn linear_logits_generic<I: Isa>(
-    (model, x, scratch, out): (&LinearLogits, &[f32], &mut LinearScratch, &mut [Lanes]),
+fn linear_logits_generic<I: Isa>((model, x, out): (&LinearLogits, &[f32], &mut [Lanes])) {
+    with_class_group!(model.group, CG => linear_logits_group::<I, CG>(model, x, out))
+}
+
+#[inline(always)]
+fn linear_logits_group<I: Isa, const CG: usize>(
+    model: &LinearLogits,
+    x: &[f32],
+    out: &mut [Lanes],
 ) {
-    let n = model.blocks.last().map_or(0, |b| b.end);
-    let kg = model.kg;
-    let rows = x.len() / n;
-    scratch.partials.resize_with(model.blocks.len(), Vec::new);
-    scratch.csr.fill::<I>(x, &[], n, &model.blocks);
-    for (s, (blk, partial)) in model
-        .blocks
-        .iter()
-        .zip(scratch.partials.iter_mut())
-        .enumerate()
-    {
-        partial.resize(rows * kg, [0.0; LANES]);
-        let theta = &model.theta[blk.start * kg..blk.end * kg];
-        for (i, p) in partial.chunks_exact_mut(kg).enumerate() {
-            let (c, v) = scratch.csr.segment(i, s);
-            sparse_dot::<I>(c, v, theta, kg, p);
+    let (n, kpad) = (model.n, model.kpad);
+    let kg = lane_groups(model.k);
+    /// Rows ahead of the one being multiplied that are prefetched.
+    const AHEAD: usize = 4;
+    for (i, (row, out)) in x.chunks_exact(n).zip(out.chunks_exact_mut(kg)).enumerate() {
+        let out = out.as_flattened_mut();
+        let ahead = x.get((i + AHEAD) * n..(i + AHEAD + 1) * n).unwrap_or(&[]);
+        for q in 0..kpad / CG {
+            let acc = row_logits::<I, CG>(
+                row,
+                0..chunks(n),
+                &model.theta_t,
+                0,
+                kpad,
+                q,
+                &mut |_| {},
+                ahead,
+            );
+            out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
         }
-    }
-    for (i, o) in out.chunks_exact_mut(kg).take(rows).enumerate() {
-        sum_partials(o, scratch.partials.iter().map(|p| &p[i * kg..(i + 1) * kg]));
     }
 }
 
 impl Logits for LinearLogits {
-    type Scratch = LinearScratch;
+    type Scratch = ();
     fn classes(&self) -> usize {
         self.k
     }
     fn features(&self) -> usize {
-        self.blocks.last().map_or(0, |b| b.end)
+        self.n
     }
     fn work_per_row(&self) -> usize {
-        self.features() * self.kg
+        self.n * lane_groups(self.k)
     }
-    fn scratch(&self, rows: usize) -> LinearScratch {
-        LinearScratch {
-            csr: Csr::new(rows, self.features()),
-            partials: Vec::new(),
-        }
-    }
-    fn logits(&self, x: &[f32], scratch: &mut LinearScratch, out: &mut [Lanes]) {
-        linear_logits((self, x, scratch, out));
+    fn scratch(&self, _rows: usize) {}
+    fn logits(&self, x: &[f32], _: &mut (), out: &mut [Lanes]) {
+        linear_logits((self, x, out));
     }
 }
 

@@ -160,7 +160,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                 (working, waiting) = (Duration::ZERO, Duration::ZERO);
             }
         }
-        minibatch_gradients(&sh.partials[parity], &mut g, sh.k, &sh.y[rows.clone()]);
+        minibatch_gradients::<I>(&sh.partials[parity], &mut g, sh.k, &sh.y[rows.clone()]);
         for part in mine.iter_mut() {
             part.backward::<I>(sh, extra, rows.clone(), &g);
         }
@@ -229,6 +229,92 @@ pub(crate) fn softmax_minus_onehot(row: &mut [Lanes], k: usize, label: u8) {
     live[usize::from(label)] -= 1.0;
 }
 
+/// [`softmax_minus_onehot`] for k ≤ 16 classes held in one lane group,
+/// with `exp` on whole vectors ([`exp_lanes`]): the same bits.
+#[inline(always)]
+pub(crate) fn softmax_minus_onehot_lanes<I: Isa>(row: &mut Lanes, k: usize, label: u8) {
+    let mut z = [f32::NEG_INFINITY; LANES];
+    z[..k].copy_from_slice(&row[..k]);
+    let mut m = z;
+    let mut half = LANES / 2;
+    while half >= 1 {
+        for l in 0..half {
+            m[l] = if m[l] > m[l + half] {
+                m[l]
+            } else {
+                m[l + half]
+            };
+        }
+        half /= 2;
+    }
+    let max = m[0];
+    let mut d = [0.0f32; LANES];
+    for l in 0..LANES {
+        d[l] = z[l] - max;
+    }
+    let mut e = exp_lanes::<I>(&d);
+    for (l, e) in e.iter_mut().enumerate() {
+        if l >= k {
+            *e = 0.0;
+        }
+    }
+    // Summed in lane order, as the scalar loop does.
+    let sum = e[..k].iter().fold(0.0f32, |s, &v| s + v);
+    for l in 0..LANES {
+        row[l] = e[l] / sum;
+    }
+    row[usize::from(label)] -= 1.0;
+}
+
+/// `exp(x)` lane by lane for `x ≤ 0` (the shifted logits of a softmax),
+/// computed in double precision (`x = n·ln2 + r`, `|r| ≤ ln2/2`, the Taylor
+/// polynomial of `e^r` to degree 11, `2^n` built in the exponent bits) and
+/// rounded once to f32: correctly rounded but for results within ~1e-13 of
+/// a tie, as glibc's `expf` is, so the epochs give the bits a scalar loop
+/// over `f32::exp` gives. Below −87.3 the result is 0; NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp_lanes<I: Isa>(x: &Lanes) -> Lanes {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // Adding 1.5·2⁵² rounds to an integer, left in the low mantissa bits.
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    let mut out = [0.0f32; LANES];
+    for l in 0..LANES {
+        let v = f64::from(x[l]);
+        let t = v * LOG2E + ROUND;
+        let n = t - ROUND;
+        let r = (v - n * LN2_HI) - n * LN2_LO;
+        // Horner's rule on Σ r^j / j!, j = 0..=11.
+        let mut p = 1.0 / 39_916_800.0;
+        for d in [
+            3_628_800.0,
+            362_880.0,
+            40_320.0,
+            5_040.0,
+            720.0,
+            120.0,
+            24.0,
+            6.0,
+            2.0,
+            1.0,
+            1.0,
+        ] {
+            p = p * r + 1.0 / d;
+        }
+        // Where the result is kept, n is in [-126, 0]: 2^n is a normal
+        // double whose exponent bits are n + 1023.
+        let scale =
+            f64::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(1023) << 52);
+        out[l] = if x[l] < -87.3 {
+            0.0
+        } else {
+            (p * scale) as f32
+        };
+    }
+    out
+}
+
 /// Adds one block's partial logits into `out` (or copies them, for the
 /// first block), so that blocks are summed in block order.
 #[inline(always)]
@@ -269,7 +355,7 @@ pub(crate) fn sum_partials<'a>(out: &mut [Lanes], partials: impl Iterator<Item =
 /// of `kg` lane groups), where z is the sum, in block order, of the blocks'
 /// partial logits that the threads published.
 #[inline(always)]
-pub(crate) fn minibatch_gradients(
+pub(crate) fn minibatch_gradients<I: Isa>(
     partials: &[std::sync::RwLock<Vec<Lanes>>],
     g: &mut [Lanes],
     k: usize,
@@ -283,8 +369,14 @@ pub(crate) fn minibatch_gradients(
             add_partial(out, p, index == 0);
         }
     }
-    for (row, &label) in g.chunks_exact_mut(kg).zip(labels) {
-        softmax_minus_onehot(row, k, label);
+    if kg == 1 {
+        for (row, &label) in g.iter_mut().zip(labels) {
+            softmax_minus_onehot_lanes::<I>(row, k, label);
+        }
+    } else {
+        for (row, &label) in g.chunks_exact_mut(kg).zip(labels) {
+            softmax_minus_onehot(row, k, label);
+        }
     }
 }
 
@@ -333,6 +425,55 @@ mod tests {
             self.backward
                 .push((rows.start / sh.batch, std::thread::current().id()));
         }
+    }
+
+    #[test]
+    fn exp_lanes_is_f32_exp_but_at_near_ties() {
+        let (mut differ, mut count) = (0usize, 0usize);
+        let mut v = -87.2f32;
+        while v <= 0.0 {
+            let mut lanes = [v; LANES];
+            lanes[1] = -v / 7.0 - 3.0;
+            let got = exp_lanes::<Portable>(&lanes)[0];
+            let exact = f64::from(v).exp();
+            // Never more than half an ulp and a hair from the exact value.
+            let ulp = f64::from(f32::from_bits(got.to_bits() + 1) - got);
+            assert!(
+                (f64::from(got) - exact).abs() <= 0.5001 * ulp,
+                "exp({v}) = {got}"
+            );
+            differ += usize::from(got != v.exp());
+            count += 1;
+            v += 0.000_131;
+        }
+        assert!(
+            differ * 500 < count,
+            "{differ} of {count} differ from f32::exp"
+        );
+        let edge = exp_lanes::<Portable>(&[
+            0.0,
+            -87.4,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -1e-9,
+            -87.2,
+            -1.0,
+            -2.5,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        ]);
+        assert_eq!(edge[0], 1.0);
+        assert_eq!(edge[1], 0.0);
+        assert_eq!(edge[2], 0.0);
+        assert!(edge[3].is_nan());
+        assert_eq!(edge[4], 1.0);
+        assert!(edge[5] > 0.0);
     }
 
     #[test]

@@ -149,10 +149,24 @@ impl Csc {
     }
 }
 
+/// Asks the CPU to start loading the cache line at the start of `data`
+/// (which must not be empty) into cache.
+#[inline(always)]
+#[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
+pub(crate) fn prefetch_line(data: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint; the address is inside `data`.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(data.as_ptr().cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
 /// Asks the CPU to start loading `data` into cache.
 #[inline(always)]
 #[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
-fn prefetch(data: &[f32]) {
+pub(crate) fn prefetch(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in data.chunks(LANES) {
         // SAFETY: a prefetch is only a hint; the address is inside `data`.
