@@ -29,6 +29,10 @@ pub(crate) struct EpochShared<'a> {
     /// double-buffered by minibatch parity so that the next minibatch can
     /// start while other threads still read this one.
     pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
+    /// Each team thread's share of the minibatch's logit gradients (its
+    /// rows, see [`team_rows`]), published for the others between the two
+    /// barriers of a minibatch.
+    grads: Vec<RwLock<Vec<Lanes>>>,
     pub barrier: Barrier,
     /// Minibatch from which thread 0 works alone (usize::MAX: never).
     solo_from: AtomicUsize,
@@ -63,6 +67,9 @@ impl<'a> EpochShared<'a> {
                     .map(|_| RwLock::new(vec![[0.0; LANES]; rows * kg]))
                     .collect()
             }),
+            grads: (0..threads)
+                .map(|_| RwLock::new(vec![[0.0; LANES]; rows.div_ceil(threads) * kg]))
+                .collect(),
             barrier: Barrier::new(threads),
             solo_from: AtomicUsize::new(usize::MAX),
         }
@@ -101,11 +108,11 @@ const PARTNER_DESCHEDULED: Duration = Duration::from_millis(2);
 const WINDOW: usize = 16;
 
 /// The minibatch loop every epoch kernel shares, run by thread `me` of
-/// `parts.len()`: forward halves, one barrier, the softmax (computed by every
-/// thread alike), backward halves.
+/// `parts.len()`: forward halves; a barrier; the softmax, each thread for its
+/// share of the rows; a barrier; backward halves.
 ///
 /// A team only pays while its threads run side by side. When a thread waits
-/// at the barrier longer than a partner could need if it were running, or
+/// at a barrier longer than a partner could need if it were running, or
 /// spends more time waiting than working over a window of minibatches (a
 /// partner sharing its core with another process), the team disbands two
 /// minibatches later — a point every thread agrees on: the request is stored
@@ -142,13 +149,48 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
         for part in mine.iter_mut() {
             part.forward::<I>(sh, extra, rows.clone(), parity);
         }
-        if team {
-            working += since.elapsed();
-            let waited = sh.barrier.wait();
-            waiting += waited;
-            since = Instant::now();
+        let kg = sh.kg;
+        let b = rows.len();
+        if !team {
+            minibatch_gradients::<I>(
+                &sh.partials[parity],
+                &mut g,
+                sh.k,
+                &sh.y[rows.clone()],
+                0..b,
+            );
+        } else {
+            // Two meetings: once every block's partial logits are out, and
+            // once every thread's share of the gradients is.
+            let met = |working: &mut Duration, waiting: &mut Duration, since: &mut Instant| {
+                *working += since.elapsed();
+                let waited = sh.barrier.wait();
+                *waiting += waited;
+                *since = Instant::now();
+                waited
+            };
+            let first = met(&mut working, &mut waiting, &mut since);
+            let own = team_rows(b, parts.len(), me);
+            minibatch_gradients::<I>(
+                &sh.partials[parity],
+                &mut g[own.start * kg..own.end * kg],
+                sh.k,
+                &sh.y[rows.start + own.start..rows.start + own.end],
+                own.clone(),
+            );
+            sh.grads[me].write().expect("no thread panicked")[..own.len() * kg]
+                .copy_from_slice(&g[own.start * kg..own.end * kg]);
+            let second = met(&mut working, &mut waiting, &mut since);
+            for (t, share) in sh.grads.iter().enumerate().filter(|&(t, _)| t != me) {
+                let theirs = team_rows(b, parts.len(), t);
+                g[theirs.start * kg..theirs.end * kg].copy_from_slice(
+                    &share.read().expect("no thread panicked")[..theirs.len() * kg],
+                );
+            }
             let window_done = (index + 1) % WINDOW == 0;
-            if waited > PARTNER_DESCHEDULED || (window_done && waiting > working) {
+            if first.max(second) > PARTNER_DESCHEDULED || (window_done && waiting > working) {
+                // Stored before the next minibatch's first meeting, so every
+                // thread reads it before minibatch index + 2 starts.
                 let _ = sh.solo_from.compare_exchange(
                     usize::MAX,
                     index + 2,
@@ -160,11 +202,16 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                 (working, waiting) = (Duration::ZERO, Duration::ZERO);
             }
         }
-        minibatch_gradients::<I>(&sh.partials[parity], &mut g, sh.k, &sh.y[rows.clone()]);
         for part in mine.iter_mut() {
             part.backward::<I>(sh, extra, rows.clone(), &g);
         }
     }
+}
+
+/// The rows of a `b`-row minibatch whose logit gradients thread `me` of a
+/// team of `threads` computes.
+fn team_rows(b: usize, threads: usize, me: usize) -> Range<usize> {
+    b * me / threads..b * (me + 1) / threads
 }
 
 /// Rows `rows` of `a` packed in lane groups: each row becomes `kg` groups of
@@ -351,20 +398,23 @@ pub(crate) fn sum_partials<'a>(out: &mut [Lanes], partials: impl Iterator<Item =
     }
 }
 
-/// The minibatch's logit gradients `softmax(z) − onehot(y)` into `g` (rows
-/// of `kg` lane groups), where z is the sum, in block order, of the blocks'
-/// partial logits that the threads published.
+/// The logit gradients `softmax(z) − onehot(y)` of rows `rows` of the
+/// minibatch into `g` (rows of `kg` lane groups; `labels` are those rows'),
+/// where z is the sum, in block order, of the blocks' partial logits that
+/// the threads published.
 #[inline(always)]
 pub(crate) fn minibatch_gradients<I: Isa>(
     partials: &[std::sync::RwLock<Vec<Lanes>>],
     g: &mut [Lanes],
     k: usize,
     labels: &[u8],
+    rows: Range<usize>,
 ) {
     let kg = lane_groups(k);
     let g = &mut g[..labels.len() * kg];
     for (index, partial) in partials.iter().enumerate() {
         let partial = partial.read().expect("no kernel thread panicked");
+        let partial = &partial[rows.start * kg..rows.end * kg];
         for (out, p) in g.chunks_exact_mut(kg).zip(partial.chunks_exact(kg)) {
             add_partial(out, p, index == 0);
         }
@@ -508,10 +558,17 @@ mod tests {
         }
         let zero = parts[0].forward[0].1;
         assert_ne!(parts[1].forward[0].1, zero, "a team at first");
-        // Thread 0 waited 20 ms at minibatch 3's barrier: from minibatch 5
-        // on it steps part 1 itself.
+        // Thread 0 waited 20 ms at minibatch 3's barrier, so from minibatch
+        // 5 on at the latest (earlier if the test machine stalled thread 1
+        // before) it steps part 1 itself, both halves of every minibatch.
+        let from = parts[1]
+            .forward
+            .iter()
+            .position(|&(_, thread)| thread == zero)
+            .expect("the team disbanded");
+        assert!((2..=5).contains(&from), "disbanded from minibatch {from}");
         for &(i, thread) in parts[1].forward.iter().chain(&parts[1].backward) {
-            assert_eq!(thread == zero, i >= 5, "minibatch {i}");
+            assert_eq!(thread == zero, i >= from, "minibatch {i}");
         }
     }
 }
