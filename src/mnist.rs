@@ -88,6 +88,36 @@ fn pixel(byte: u8) -> f32 {
     f32::from(byte) / 255.0
 }
 
+/// Asks Linux to back the spare capacity of `v` with 2 MiB pages where it
+/// can (transparent huge pages in `madvise` mode): filling 188 MB of fresh
+/// 4 KiB pages costs ~46,000 page faults. Elsewhere, or if refused, nothing
+/// changes.
+#[allow(unsafe_code)] // one madvise call on memory this Vec owns
+fn advise_huge_pages(v: &mut Vec<f32>) {
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let spare = v.spare_capacity_mut();
+        let start = spare.as_mut_ptr() as usize;
+        let end = start + std::mem::size_of_val(spare);
+        let (first, last) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
+        if last > first {
+            // SAFETY: [first, last) lies inside the Vec's own allocation;
+            // MADV_HUGEPAGE only changes how the kernel backs those pages,
+            // never their contents or validity. A failure is harmless.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = v;
+}
+
 /// Bytes inflated at a time by [`inflate_images`].
 const INFLATE_CHUNK: usize = 1 << 20;
 
@@ -107,8 +137,9 @@ fn inflate_images(
     let dims = parse_header(&header[..found], IMAGE_MAGIC)?;
     let expected = body_len(&dims)?;
     let bound = compressed_len.saturating_mul(MAX_DEFLATE_RATIO);
-    // The same reservation in bytes as the byte body would get.
-    let mut pixels: Vec<f32> = Vec::with_capacity((expected.min(bound) / 4) as usize);
+    // At most as many bytes reserved as the byte body could get.
+    let mut pixels: Vec<f32> = Vec::with_capacity(expected.min(bound / 4) as usize);
+    advise_huge_pages(&mut pixels);
     // Ask for one byte more than declared so that trailing data is noticed.
     let mut body = stream.take(expected + 1);
     let convert =

@@ -16,6 +16,8 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (23, 1, 5, 3, 4),  // n = 1
     (64, 20, 10, 16, 16),
     (1, 4, 3, 2, 1),
+    (40, 37, 13, 5, 16), // k > 12: classes in two groups; a partial chunk of pixels
+    (30, 33, 20, 7, 8),  // k = 20: three class groups, two lane groups
 ];
 
 fn random_problem(seed: u32, m: usize, n: usize, k: usize) -> (Array2<f32>, Array1<u8>) {
