@@ -81,6 +81,19 @@ impl<'a> EpochShared<'a> {
 pub(crate) trait EpochPart: Send {
     /// What the model's parts share besides the [`EpochShared`] state.
     type Extra: Sync + ?Sized;
+    /// Whether [`EpochPart::prepare`] publishes something every part's
+    /// forward half reads, so that the team meets between the two.
+    const SHARES_PREPARED: bool = false;
+    /// Work on minibatch `rows` that comes before any part's forward half.
+    #[inline(always)]
+    fn prepare<I: Isa>(
+        &mut self,
+        _sh: &EpochShared<'_>,
+        _extra: &Self::Extra,
+        _rows: Range<usize>,
+        _parity: usize,
+    ) {
+    }
     /// Computes and publishes this part's partial logits for `rows`.
     fn forward<I: Isa>(
         &mut self,
@@ -108,8 +121,9 @@ const PARTNER_DESCHEDULED: Duration = Duration::from_millis(2);
 const WINDOW: usize = 16;
 
 /// The minibatch loop every epoch kernel shares, run by thread `me` of
-/// `parts.len()`: forward halves; a barrier; the softmax, each thread for its
-/// share of the rows; a barrier; backward halves.
+/// `parts.len()`: the parts' preparations (and a barrier if they share what
+/// they prepared); forward halves; a barrier; the softmax, each thread for
+/// its share of the rows; a barrier; backward halves.
 ///
 /// A team only pays while its threads run side by side. When a thread waits
 /// at a barrier longer than a partner could need if it were running, or
@@ -146,6 +160,16 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
             );
         }
         let parity = index % 2;
+        for part in mine.iter_mut() {
+            part.prepare::<I>(sh, extra, rows.clone(), parity);
+        }
+        let mut prepared_wait = Duration::ZERO;
+        if team && P::SHARES_PREPARED {
+            working += since.elapsed();
+            prepared_wait = sh.barrier.wait();
+            waiting += prepared_wait;
+            since = Instant::now();
+        }
         for part in mine.iter_mut() {
             part.forward::<I>(sh, extra, rows.clone(), parity);
         }
@@ -188,7 +212,9 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                 );
             }
             let window_done = (index + 1) % WINDOW == 0;
-            if first.max(second) > PARTNER_DESCHEDULED || (window_done && waiting > working) {
+            if first.max(second).max(prepared_wait) > PARTNER_DESCHEDULED
+                || (window_done && waiting > working)
+            {
                 // Stored before the next minibatch's first meeting, so every
                 // thread reads it before minibatch index + 2 starts.
                 let _ = sh.solo_from.compare_exchange(

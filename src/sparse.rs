@@ -141,6 +141,11 @@ impl Csc {
         self.start[0] = 0;
     }
 
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
     /// Rows and values of column `j`.
     #[inline(always)]
     pub fn col(&self, j: usize) -> (&[u32], &[f32]) {

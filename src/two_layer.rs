@@ -1,15 +1,17 @@
 //! The two-layer ReLU network `ReLU(X W1) W2` trained by minibatch SGD.
 //!
 //! The epoch kernel skips the zeros of X (see [`crate::sparse`]) and splits
-//! each minibatch between threads by fixed blocks of 16 hidden units: each
-//! thread computes its units of the hidden layer and their partial logits,
-//! the threads meet once, every thread sums the partials in block order and
-//! takes the softmax, then each updates its own columns of W1 and rows of W2.
+//! each minibatch between threads by fixed blocks of 16 hidden units. Each
+//! thread first scans its share of X's columns into its piece of the
+//! minibatch's CSC, which all threads then read; each computes its units of
+//! the hidden layer and their partial logits; the threads meet, each takes
+//! the softmax of its share of the rows (the partials summed in block order);
+//! then each updates its own columns of W1 and rows of W2.
 //! The products with X walk it column by column (CSC) so that a tile of 64
 //! hidden units of the accumulating rows stays in L1 cache.
 
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
@@ -63,8 +65,20 @@ pub fn nn_epoch(
     let threads = threads_for(m * n * d / 4, hidden_blocks);
     let parts: Vec<Mutex<NnPart>> = split_blocks(hidden_blocks, threads)
         .into_iter()
-        .map(|owned| Mutex::new(NnPart::new(w1.view(), w2.view(), owned, sgd.batch.min(m))))
+        .enumerate()
+        .map(|(p, owned)| {
+            Mutex::new(NnPart::new(
+                w1.view(),
+                w2.view(),
+                (p, threads),
+                owned,
+                sgd.batch.min(m),
+            ))
+        })
         .collect();
+    let nn_shared = NnShared {
+        csc: [0, 1].map(|_| (0..threads).map(|_| RwLock::new(Csc::new())).collect()),
+    };
     let shared = EpochShared::new(
         x.as_slice().expect("standard layout"),
         y.as_slice().expect("standard layout"),
@@ -74,7 +88,7 @@ pub fn nn_epoch(
         hidden_blocks,
         threads,
     );
-    run_team(threads, |me| nn_worker((&shared, &parts, me)));
+    run_team(threads, |me| nn_worker((&shared, &nn_shared, &parts, me)));
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
         let h0 = part.blocks.start * LANES;
@@ -118,9 +132,26 @@ fn pack_w1(w1: ArrayView2<'_, f32>, h0: usize, width: usize) -> Vec<f32> {
     packed
 }
 
+/// What the parts of an epoch share: the minibatch's X by columns (CSC),
+/// built in pieces — part p scans its own range of columns — and
+/// double-buffered by minibatch parity, so that a part can build the next
+/// minibatch's piece while another still reads this one's.
+struct NnShared {
+    csc: [Vec<RwLock<Csc>>; 2],
+}
+
+/// The columns of X whose CSC part `p` of `parts` builds.
+fn csc_columns(n: usize, parts: usize, p: usize) -> Range<usize> {
+    n * p / parts..n * (p + 1) / parts
+}
+
 /// One thread's share: its blocks of hidden units, their columns of W1 and
 /// rows of W2, and its work space.
 struct NnPart {
+    /// Which part this is, and so which piece of the CSC it builds.
+    index: usize,
+    /// Its columns of X (see [`csc_columns`]).
+    columns: Range<usize>,
     blocks: Range<usize>,
     width: usize,
     w1: Vec<f32>,
@@ -131,13 +162,13 @@ struct NnPart {
     g1: Vec<f32>,
     gw2: Vec<Lanes>,
     csr: Csr,
-    csc: Csc,
 }
 
 impl NnPart {
     fn new(
         w1: ArrayView2<'_, f32>,
         w2: ArrayView2<'_, f32>,
+        (index, parts): (usize, usize),
         blocks: Range<usize>,
         batch: usize,
     ) -> Self {
@@ -146,7 +177,11 @@ impl NnPart {
         let width = blocks.len() * LANES;
         let h0 = blocks.start * LANES;
         let w2p = pack_lane_rows(w2, h0..h0 + width, kg);
+        let columns = csc_columns(n, parts, index);
         let mut part = NnPart {
+            index,
+            csr: Csr::new(batch, columns.len()),
+            columns,
             blocks,
             width,
             w1: pack_w1(w1, h0, width),
@@ -155,8 +190,6 @@ impl NnPart {
             z1: vec![0.0; batch * width],
             g1: vec![0.0; batch * width],
             gw2: vec![[0.0; LANES]; width * kg],
-            csr: Csr::new(batch, n),
-            csc: Csc::new(),
         };
         part.transpose_w2(k, kg);
         part
@@ -174,7 +207,7 @@ impl NnPart {
 /// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
 /// (a multiple of 16).
 #[inline(always)]
-fn hidden_layer<I: Isa>(csc: &Csc, n: usize, w1: &[f32], w: usize, z1: &mut [f32]) {
+fn hidden_layer<I: Isa>(csc: &[&Csc], n: usize, w1: &[f32], w: usize, z1: &mut [f32]) {
     z1.fill(0.0);
     for t0 in (0..w).step_by(TILE) {
         match TILE.min(w - t0) {
@@ -192,19 +225,26 @@ fn hidden_layer<I: Isa>(csc: &Csc, n: usize, w1: &[f32], w: usize, z1: &mut [f32
     }
 }
 
+/// The columns of X, in order, from CSC pieces of consecutive column ranges.
+#[inline(always)]
+fn columns<'c>(pieces: &'c [&'c Csc]) -> impl Iterator<Item = (&'c [u32], &'c [f32])> + 'c {
+    pieces
+        .iter()
+        .flat_map(|c| (0..c.cols()).map(move |j| c.col(j)))
+}
+
 /// Columns `t0..t0+T` of `z1 += X W1`, walking X by columns so that the
 /// `T` weights of a pixel stay in registers.
 #[inline(always)]
 fn hidden_tile<I: Isa, const T: usize>(
-    csc: &Csc,
+    csc: &[&Csc],
     n: usize,
     w1: &[f32],
     w: usize,
     t0: usize,
     z1: &mut [f32],
 ) {
-    for (j, w1j) in w1.chunks_exact(w).take(n).enumerate() {
-        let (rows, vals) = csc.col(j);
+    for (w1j, (rows, vals)) in w1.chunks_exact(w).take(n).zip(columns(csc)) {
         let wv: [f32; T] = w1j[t0..t0 + T].try_into().expect("tile");
         for (&i, &v) in rows.iter().zip(vals) {
             let at = i as usize * w + t0;
@@ -218,15 +258,14 @@ fn hidden_tile<I: Isa, const T: usize>(
 /// pixel summed in registers before it is applied.
 #[inline(always)]
 fn w1_update_tile<I: Isa, const T: usize>(
-    csc: &Csc,
+    csc: &[&Csc],
     w1: &mut [f32],
     w: usize,
     t0: usize,
     g1: &[f32],
     step: f32,
 ) {
-    for (j, w1j) in w1.chunks_exact_mut(w).enumerate() {
-        let (rows, vals) = csc.col(j);
+    for (w1j, (rows, vals)) in w1.chunks_exact_mut(w).zip(columns(csc)) {
         if rows.is_empty() {
             continue;
         }
@@ -265,31 +304,71 @@ fn block_logits<I: Isa>(
     }
 }
 
+/// A worker's arguments: the shared state, every part, which thread this is.
+type NnArgs<'s, 'a> = (
+    &'s EpochShared<'a>,
+    &'s NnShared,
+    &'s [Mutex<NnPart>],
+    usize,
+);
+
 multiversion! {
-    fn nn_worker(args: (&EpochShared<'_>, &[Mutex<NnPart>], usize)) -> () => nn_worker_generic
+    fn nn_worker(args: NnArgs<'_, '_>) -> () => nn_worker_generic
 }
 
 #[inline(always)]
-fn nn_worker_generic<I: Isa>((sh, parts, me): (&EpochShared<'_>, &[Mutex<NnPart>], usize)) {
-    drive_epoch::<I, NnPart>(sh, &(), parts, me);
+fn nn_worker_generic<I: Isa>((sh, shared, parts, me): NnArgs<'_, '_>) {
+    drive_epoch::<I, NnPart>(sh, shared, parts, me);
+}
+
+/// Read access to every piece of the minibatch's CSC.
+fn csc_pieces(shared: &NnShared, parity: usize) -> Vec<RwLockReadGuard<'_, Csc>> {
+    shared.csc[parity]
+        .iter()
+        .map(|c| c.read().expect("no thread panicked"))
+        .collect()
 }
 
 impl EpochPart for NnPart {
-    type Extra = ();
+    type Extra = NnShared;
+    const SHARES_PREPARED: bool = true;
 
-    /// This part's hidden units of the minibatch and their partial logits.
+    /// This part's piece of the minibatch's CSC: its columns of X.
     #[inline(always)]
-    fn forward<I: Isa>(&mut self, sh: &EpochShared<'_>, _: &(), rows: Range<usize>, parity: usize) {
-        let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
+    fn prepare<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        shared: &NnShared,
+        rows: Range<usize>,
+        parity: usize,
+    ) {
+        let n = sh.n;
         self.csr.fill::<I>(
             &sh.x[rows.start * n..rows.end * n],
             &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n],
             n,
-            std::slice::from_ref(&(0..n)),
+            std::slice::from_ref(&self.columns),
         );
-        self.csc.fill_from(&self.csr, n);
+        shared.csc[parity][self.index]
+            .write()
+            .expect("no thread panicked")
+            .fill_from(&self.csr, self.columns.len());
+    }
+
+    /// This part's hidden units of the minibatch and their partial logits.
+    #[inline(always)]
+    fn forward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        shared: &NnShared,
+        rows: Range<usize>,
+        parity: usize,
+    ) {
+        let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
+        let pieces = csc_pieces(shared, parity);
+        let csc: Vec<&Csc> = pieces.iter().map(|g| &**g).collect();
         let z1 = &mut self.z1[..b * w];
-        hidden_layer::<I>(&self.csc, n, &self.w1, w, z1);
+        hidden_layer::<I>(&csc, n, &self.w1, w, z1);
         for (local, block) in self.blocks.clone().enumerate() {
             let mut partial = sh.partials[parity][block]
                 .write()
@@ -301,8 +380,16 @@ impl EpochPart for NnPart {
     /// The updates of this part's columns of W1 and rows of W2, from the
     /// minibatch's logit gradients `g2`.
     #[inline(always)]
-    fn backward<I: Isa>(&mut self, sh: &EpochShared<'_>, _: &(), rows: Range<usize>, g2: &[Lanes]) {
+    fn backward<I: Isa>(
+        &mut self,
+        sh: &EpochShared<'_>,
+        shared: &NnShared,
+        rows: Range<usize>,
+        g2: &[Lanes],
+    ) {
         let (k, kg, w, b) = (sh.k, sh.kg, self.width, rows.len());
+        let pieces = csc_pieces(shared, (rows.start / sh.batch) % 2);
+        let csc: Vec<&Csc> = pieces.iter().map(|g| &**g).collect();
         let z1 = &self.z1[..b * w];
         // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
         for ((g1, z), g2) in self
@@ -342,10 +429,10 @@ impl EpochPart for NnPart {
         let g1 = &self.g1[..b * w];
         for t0 in (0..w).step_by(TILE) {
             match TILE.min(w - t0) {
-                TILE => w1_update_tile::<I, TILE>(&self.csc, &mut self.w1, w, t0, g1, step),
-                48 => w1_update_tile::<I, 48>(&self.csc, &mut self.w1, w, t0, g1, step),
-                32 => w1_update_tile::<I, 32>(&self.csc, &mut self.w1, w, t0, g1, step),
-                _ => w1_update_tile::<I, 16>(&self.csc, &mut self.w1, w, t0, g1, step),
+                TILE => w1_update_tile::<I, TILE>(&csc, &mut self.w1, w, t0, g1, step),
+                48 => w1_update_tile::<I, 48>(&csc, &mut self.w1, w, t0, g1, step),
+                32 => w1_update_tile::<I, 32>(&csc, &mut self.w1, w, t0, g1, step),
+                _ => w1_update_tile::<I, 16>(&csc, &mut self.w1, w, t0, g1, step),
             }
         }
     }
@@ -401,7 +488,7 @@ fn two_layer_logits_generic<I: Isa>(
         .fill::<I>(x, &[], n, std::slice::from_ref(&(0..n)));
     scratch.csc.fill_from(&scratch.csr, n);
     scratch.z1.resize(rows * w, 0.0);
-    hidden_layer::<I>(&scratch.csc, n, &model.w1, w, &mut scratch.z1);
+    hidden_layer::<I>(&[&scratch.csc], n, &model.w1, w, &mut scratch.z1);
     scratch.partials.resize_with(w / LANES, Vec::new);
     for (block, partial) in scratch.partials.iter_mut().enumerate() {
         partial.resize(rows * kg, [0.0; LANES]);
