@@ -14,10 +14,6 @@ use crate::sgd::{check_labels, check_nonempty, check_rows};
 use crate::simd::{Lanes, LANES};
 use crate::softmax_rows::lane_groups;
 
-/// Rows evaluated at a time: big enough for efficient products, small
-/// enough that a chunk's hidden layer stays in cache.
-const CHUNK_ROWS: usize = 256;
-
 /// A model that maps rows of `X` to logits.
 pub(crate) trait Logits: Sync {
     type Scratch: Send;
@@ -27,6 +23,11 @@ pub(crate) trait Logits: Sync {
     fn features(&self) -> usize;
     /// Multiply-adds per row, to decide whether threads are worth it.
     fn work_per_row(&self) -> usize;
+    /// Rows evaluated at a time: big enough for efficient products, small
+    /// enough that a chunk's work space stays in cache.
+    fn chunk_rows(&self) -> usize {
+        256
+    }
     /// Work space for chunks of up to `rows` rows.
     fn scratch(&self, rows: usize) -> Self::Scratch;
     /// Writes the logits of the rows of `x` (row-major) into `out`, one row
@@ -44,13 +45,14 @@ fn map_chunks<M: Logits, R: Send>(
     let xs = x.as_slice().expect("standard layout");
     let (m, n) = (x.nrows(), model.features());
     let kg = lane_groups(model.classes());
-    let chunks = m.div_ceil(CHUNK_ROWS);
+    let chunk_rows = model.chunk_rows();
+    let chunks = m.div_ceil(chunk_rows);
     let threads = threads_for(m * model.work_per_row(), chunks);
     let next_chunk = AtomicUsize::new(0);
     let mut parts: Vec<Vec<(usize, R)>> = (0..threads).map(|_| Vec::new()).collect();
     run_parts(&mut parts, |results| {
-        let mut scratch = model.scratch(CHUNK_ROWS);
-        let mut out = vec![[0.0; LANES]; CHUNK_ROWS * kg];
+        let mut scratch = model.scratch(chunk_rows);
+        let mut out = vec![[0.0; LANES]; chunk_rows * kg];
         // Chunks are claimed as threads get to them, so a thread that the
         // OS does not run for a while delays nobody.
         loop {
@@ -58,7 +60,7 @@ fn map_chunks<M: Logits, R: Send>(
             if c >= chunks {
                 break;
             }
-            let (r0, r1) = (c * CHUNK_ROWS, m.min((c + 1) * CHUNK_ROWS));
+            let (r0, r1) = (c * chunk_rows, m.min((c + 1) * chunk_rows));
             let logits = &mut out[..(r1 - r0) * kg];
             model.logits(&xs[r0 * n..r1 * n], &mut scratch, logits);
             results.push((c, per_chunk(r0, logits)));

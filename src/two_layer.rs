@@ -510,6 +510,11 @@ impl Logits for TwoLayerLogits {
     fn work_per_row(&self) -> usize {
         self.n * self.d / 8
     }
+    /// A 64-unit tile of the hidden layer of 96 rows (24 KiB) stays in L1
+    /// while the chunk's columns of X are added into it.
+    fn chunk_rows(&self) -> usize {
+        96
+    }
     fn scratch(&self, rows: usize) -> TwoLayerScratch {
         TwoLayerScratch {
             csr: Csr::new(rows, self.n),
