@@ -225,14 +225,6 @@ fn hidden_layer<I: Isa>(csc: &[&Csc], n: usize, w1: &[f32], w: usize, z1: &mut [
     }
 }
 
-/// The columns of X, in order, from CSC pieces of consecutive column ranges.
-#[inline(always)]
-fn columns<'c>(pieces: &'c [&'c Csc]) -> impl Iterator<Item = (&'c [u32], &'c [f32])> + 'c {
-    pieces
-        .iter()
-        .flat_map(|c| (0..c.cols()).map(move |j| c.col(j)))
-}
-
 /// Columns `t0..t0+T` of `z1 += X W1`, walking X by columns so that the
 /// `T` weights of a pixel stay in registers.
 #[inline(always)]
@@ -244,12 +236,16 @@ fn hidden_tile<I: Isa, const T: usize>(
     t0: usize,
     z1: &mut [f32],
 ) {
-    for (w1j, (rows, vals)) in w1.chunks_exact(w).take(n).zip(columns(csc)) {
-        let wv: [f32; T] = w1j[t0..t0 + T].try_into().expect("tile");
-        for (&i, &v) in rows.iter().zip(vals) {
-            let at = i as usize * w + t0;
-            let z: &mut [f32; T] = (&mut z1[at..at + T]).try_into().expect("tile");
-            axpy_n::<I, T>(z, v, &wv);
+    let mut w1_rows = w1.chunks_exact(w).take(n);
+    for piece in csc {
+        for (j, w1j) in (0..piece.cols()).zip(&mut w1_rows) {
+            let (rows, vals) = piece.col(j);
+            let wv: [f32; T] = w1j[t0..t0 + T].try_into().expect("tile");
+            for (&i, &v) in rows.iter().zip(vals) {
+                let at = i as usize * w + t0;
+                let z: &mut [f32; T] = (&mut z1[at..at + T]).try_into().expect("tile");
+                axpy_n::<I, T>(z, v, &wv);
+            }
         }
     }
 }
@@ -265,18 +261,22 @@ fn w1_update_tile<I: Isa, const T: usize>(
     g1: &[f32],
     step: f32,
 ) {
-    for (w1j, (rows, vals)) in w1.chunks_exact_mut(w).zip(columns(csc)) {
-        if rows.is_empty() {
-            continue;
+    let mut w1_rows = w1.chunks_exact_mut(w);
+    for piece in csc {
+        for (j, w1j) in (0..piece.cols()).zip(&mut w1_rows) {
+            let (rows, vals) = piece.col(j);
+            if rows.is_empty() {
+                continue;
+            }
+            let mut acc = [0.0f32; T];
+            for (&i, &v) in rows.iter().zip(vals) {
+                let at = i as usize * w + t0;
+                let g: &[f32; T] = g1[at..at + T].try_into().expect("tile");
+                axpy_n::<I, T>(&mut acc, v, g);
+            }
+            let wj: &mut [f32; T] = (&mut w1j[t0..t0 + T]).try_into().expect("tile");
+            axpy_n::<I, T>(wj, step, &acc);
         }
-        let mut acc = [0.0f32; T];
-        for (&i, &v) in rows.iter().zip(vals) {
-            let at = i as usize * w + t0;
-            let g: &[f32; T] = g1[at..at + T].try_into().expect("tile");
-            axpy_n::<I, T>(&mut acc, v, g);
-        }
-        let wj: &mut [f32; T] = (&mut w1j[t0..t0 + T]).try_into().expect("tile");
-        axpy_n::<I, T>(wj, step, &acc);
     }
 }
 
