@@ -407,7 +407,9 @@ const char *sml_version(void);
 // `SML_NUM_THREADS` environment variable — a number, or `all` — else every
 // available core).
 // Results do not depend on it: every split is over fixed blocks combined in
-// a fixed order. Process-wide; safe to call at any time.
+// a fixed order. A softmax-regression epoch has two such blocks, so it uses
+// at most two threads; `sml_mnist_read` inflates on one thread and converts
+// on a second unless this is 1. Process-wide; safe to call at any time.
 void sml_set_num_threads(size_t threads);
 
 // How many threads each call may use (at least 1).

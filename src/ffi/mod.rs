@@ -886,7 +886,9 @@ pub extern "C" fn sml_version() -> *const c_char {
 /// `SML_NUM_THREADS` environment variable — a number, or `all` — else every
 /// available core).
 /// Results do not depend on it: every split is over fixed blocks combined in
-/// a fixed order. Process-wide; safe to call at any time.
+/// a fixed order. A softmax-regression epoch has two such blocks, so it uses
+/// at most two threads; `sml_mnist_read` inflates on one thread and converts
+/// on a second unless this is 1. Process-wide; safe to call at any time.
 #[no_mangle]
 pub extern "C" fn sml_set_num_threads(threads: usize) {
     crate::parallel::set_num_threads(threads);
