@@ -142,8 +142,12 @@ fn inflate_images(
     advise_huge_pages(&mut pixels);
     // Ask for one byte more than declared so that trailing data is noticed.
     let mut body = stream.take(expected + 1);
-    let convert =
-        |pixels: &mut Vec<f32>, chunk: &[u8]| pixels.extend(chunk.iter().map(|&b| pixel(b)));
+    // A byte past the declared body is an error found below; it is not
+    // converted (which could make the full-size vector grow).
+    let convert = |pixels: &mut Vec<f32>, chunk: &[u8]| {
+        let room = (expected as usize).saturating_sub(pixels.len());
+        pixels.extend(chunk[..chunk.len().min(room)].iter().map(|&b| pixel(b)));
+    };
     let inflated = if crate::parallel::num_threads() < 2 {
         let mut chunk = vec![0u8; INFLATE_CHUNK];
         let mut total = 0u64;
