@@ -212,29 +212,22 @@ impl SoftmaxPart {
                 let span = blk.start / LANES..blk.end.div_ceil(LANES);
                 let out = partial[i * kg..(i + 1) * kg].as_flattened_mut();
                 for q in 0..kpad / CG {
-                    let acc = if q == 0 {
-                        row_logits::<I, CG>(
-                            row,
-                            span.clone(),
-                            &self.theta_t,
-                            first,
-                            kpad,
-                            q,
-                            &mut record,
-                            next,
-                        )
-                    } else {
-                        row_logits::<I, CG>(
-                            row,
-                            span.clone(),
-                            &self.theta_t,
-                            first,
-                            kpad,
-                            q,
-                            &mut |_| {},
-                            &[],
-                        )
-                    };
+                    // The first class group notes the non-zero chunks and
+                    // prefetches; later groups see the same row again.
+                    let acc = row_logits::<I, CG>(
+                        row,
+                        span.clone(),
+                        &self.theta_t,
+                        first,
+                        kpad,
+                        q,
+                        &mut |s| {
+                            if q == 0 {
+                                record(s)
+                            }
+                        },
+                        if q == 0 { next } else { &[] },
+                    );
                     out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
                 }
             }
@@ -320,6 +313,7 @@ impl EpochPart for SoftmaxPart {
         sh: &EpochShared<'_>,
         _: &[Range<usize>],
         rows: Range<usize>,
+        _: usize,
         g: &[Lanes],
     ) {
         with_class_group!(self.group, CG => self.backward_group::<I, CG>(sh, rows, g))

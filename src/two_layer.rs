@@ -10,7 +10,7 @@
 //! The products with X walk it column by column (CSC) so that a tile of 64
 //! hidden units of the accumulating rows stays in L1 cache.
 
-use std::ops::Range;
+use std::ops::{Deref, Range};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
@@ -207,7 +207,13 @@ impl NnPart {
 /// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
 /// (a multiple of 16).
 #[inline(always)]
-fn hidden_layer<I: Isa>(csc: &[&Csc], n: usize, w1: &[f32], w: usize, z1: &mut [f32]) {
+fn hidden_layer<I: Isa>(
+    csc: &[impl Deref<Target = Csc>],
+    n: usize,
+    w1: &[f32],
+    w: usize,
+    z1: &mut [f32],
+) {
     z1.fill(0.0);
     for t0 in (0..w).step_by(TILE) {
         match TILE.min(w - t0) {
@@ -229,7 +235,7 @@ fn hidden_layer<I: Isa>(csc: &[&Csc], n: usize, w1: &[f32], w: usize, z1: &mut [
 /// `T` weights of a pixel stay in registers.
 #[inline(always)]
 fn hidden_tile<I: Isa, const T: usize>(
-    csc: &[&Csc],
+    csc: &[impl Deref<Target = Csc>],
     n: usize,
     w1: &[f32],
     w: usize,
@@ -254,7 +260,7 @@ fn hidden_tile<I: Isa, const T: usize>(
 /// pixel summed in registers before it is applied.
 #[inline(always)]
 fn w1_update_tile<I: Isa, const T: usize>(
-    csc: &[&Csc],
+    csc: &[impl Deref<Target = Csc>],
     w1: &mut [f32],
     w: usize,
     t0: usize,
@@ -365,8 +371,7 @@ impl EpochPart for NnPart {
         parity: usize,
     ) {
         let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
-        let pieces = csc_pieces(shared, parity);
-        let csc: Vec<&Csc> = pieces.iter().map(|g| &**g).collect();
+        let csc = csc_pieces(shared, parity);
         let z1 = &mut self.z1[..b * w];
         hidden_layer::<I>(&csc, n, &self.w1, w, z1);
         for (local, block) in self.blocks.clone().enumerate() {
@@ -385,11 +390,11 @@ impl EpochPart for NnPart {
         sh: &EpochShared<'_>,
         shared: &NnShared,
         rows: Range<usize>,
+        parity: usize,
         g2: &[Lanes],
     ) {
         let (k, kg, w, b) = (sh.k, sh.kg, self.width, rows.len());
-        let pieces = csc_pieces(shared, (rows.start / sh.batch) % 2);
-        let csc: Vec<&Csc> = pieces.iter().map(|g| &**g).collect();
+        let csc = csc_pieces(shared, parity);
         let z1 = &self.z1[..b * w];
         // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
         for ((g1, z), g2) in self
