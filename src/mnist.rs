@@ -121,6 +121,30 @@ fn advise_huge_pages(v: &mut Vec<f32>) {
 /// Bytes inflated at a time by [`inflate_images`].
 const INFLATE_CHUNK: usize = 1 << 20;
 
+/// Reads `body` to its end in chunks of [`INFLATE_CHUNK`] bytes, each into a
+/// buffer from `empty` and handed to `full` (which answers whether to go
+/// on); stops early when either has nothing more. Returns the bytes read.
+fn read_chunks(
+    body: &mut impl Read,
+    mut empty: impl FnMut() -> Option<Vec<u8>>,
+    mut full: impl FnMut(Vec<u8>) -> bool,
+) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    while let Some(mut chunk) = empty() {
+        chunk.resize(INFLATE_CHUNK, 0);
+        let n = read_up_to(body, &mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        chunk.truncate(n);
+        total += n as u64;
+        if !full(chunk) {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Reads an IDX image file from gzip data of (at most) `compressed_len`
 /// bytes, with the same checks and bounds as [`inflate_idx`]: this thread
 /// inflates chunk after chunk while a second converts each to floats
@@ -149,18 +173,16 @@ fn inflate_images(
         pixels.extend(chunk[..chunk.len().min(room)].iter().map(|&b| pixel(b)));
     };
     let inflated = if crate::parallel::num_threads() < 2 {
-        let mut chunk = vec![0u8; INFLATE_CHUNK];
-        let mut total = 0u64;
-        loop {
-            match read_up_to(&mut body, &mut chunk) {
-                Ok(0) => break Ok(total),
-                Ok(n) => {
-                    total += n as u64;
-                    convert(&mut pixels, &chunk[..n]);
-                }
-                Err(e) => break Err(e),
-            }
-        }
+        let spare = std::cell::Cell::new(Some(Vec::new()));
+        read_chunks(
+            &mut body,
+            || spare.take(),
+            |chunk| {
+                convert(&mut pixels, &chunk);
+                spare.set(Some(chunk));
+                true
+            },
+        )
     } else {
         let (full_tx, full_rx) = sync_channel::<Vec<u8>>(2);
         let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
@@ -175,24 +197,11 @@ fn inflate_images(
                     let _ = empty_tx.send(chunk);
                 }
             });
-            let mut total = 0u64;
-            let result = loop {
-                let Ok(mut chunk) = empty_rx.recv() else {
-                    break Ok(total);
-                };
-                chunk.resize(INFLATE_CHUNK, 0);
-                match read_up_to(&mut body, &mut chunk) {
-                    Ok(0) => break Ok(total),
-                    Ok(n) => {
-                        chunk.truncate(n);
-                        total += n as u64;
-                        if full_tx.send(chunk).is_err() {
-                            break Ok(total);
-                        }
-                    }
-                    Err(e) => break Err(e),
-                }
-            };
+            let result = read_chunks(
+                &mut body,
+                || empty_rx.recv().ok(),
+                |chunk| full_tx.send(chunk).is_ok(),
+            );
             drop(full_tx);
             converter.join().expect("the conversion does not panic");
             result

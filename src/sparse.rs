@@ -155,34 +155,33 @@ impl Csc {
 }
 
 /// Asks the CPU to start loading the cache line at the start of `data`
-/// (which must not be empty) into cache.
+/// (which must not be empty) into L2 cache.
 #[inline(always)]
-#[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
 pub(crate) fn prefetch_line(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; the address is inside `data`.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(data.as_ptr().cast())
-    };
+    hint::<{ std::arch::x86_64::_MM_HINT_T1 }>(data);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = data;
 }
 
-/// Asks the CPU to start loading `data` into cache.
+/// Asks the CPU to start loading `data` into L1 cache.
 #[inline(always)]
-#[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
 pub(crate) fn prefetch(data: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     for line in data.chunks(LANES) {
-        // SAFETY: a prefetch is only a hint; the address is inside `data`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            )
-        };
+        hint::<{ std::arch::x86_64::_MM_HINT_T0 }>(line);
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = data;
+}
+
+/// A prefetch of the line at the start of `line` with the given hint.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)] // a prefetch hint: reads nothing, cannot fault
+fn hint<const HINT: i32>(line: &[f32]) {
+    // SAFETY: a prefetch is only a hint; the address is inside `line`.
+    unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(line.as_ptr().cast()) };
 }
 
 /// Writes the positions and values of the non-zeros of `row` to the front
