@@ -110,29 +110,16 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
 /// (one of those [`class_groups`] returns).
 macro_rules! with_class_group {
     ($value:expr, $cg:ident => $body:expr) => {
+        with_class_group!(@arms $value, $cg, $body, 2 4 6 8 10; 12)
+    };
+    (@arms $value:expr, $cg:ident, $body:expr, $($size:literal)*; $last:literal) => {
         match $value {
-            2 => {
-                const $cg: usize = 2;
+            $($size => {
+                const $cg: usize = $size;
                 $body
-            }
-            4 => {
-                const $cg: usize = 4;
-                $body
-            }
-            6 => {
-                const $cg: usize = 6;
-                $body
-            }
-            8 => {
-                const $cg: usize = 8;
-                $body
-            }
-            10 => {
-                const $cg: usize = 10;
-                $body
-            }
+            })*
             _ => {
-                const $cg: usize = 12;
+                const $cg: usize = $last;
                 $body
             }
         }
