@@ -25,7 +25,7 @@ use crate::softmax_rows::{
     drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
     EpochShared,
 };
-use crate::sparse::{Csc, Csr};
+use crate::sparse::{Csc, Prefetcher};
 
 /// Hidden units processed together in the products with X: four lane
 /// groups, whose accumulators stay in registers.
@@ -161,7 +161,9 @@ struct NnPart {
     z1: Vec<f32>,
     g1: Vec<f32>,
     gw2: Vec<Lanes>,
-    csr: Csr,
+    /// The next minibatch's block of X for this part's CSC piece, fetched
+    /// into cache during the products with this one.
+    prefetch: Prefetcher,
 }
 
 impl NnPart {
@@ -180,7 +182,6 @@ impl NnPart {
         let columns = csc_columns(n, parts, index);
         let mut part = NnPart {
             index,
-            csr: Csr::new(batch, columns.len()),
             columns,
             blocks,
             width,
@@ -190,6 +191,7 @@ impl NnPart {
             z1: vec![0.0; batch * width],
             g1: vec![0.0; batch * width],
             gw2: vec![[0.0; LANES]; width * kg],
+            prefetch: Prefetcher::none(),
         };
         part.transpose_w2(k, kg);
         part
@@ -210,17 +212,18 @@ impl NnPart {
 fn hidden_layer<I: Isa>(
     csc: &[impl Deref<Target = Csc>],
     n: usize,
-    w1: &[f32],
-    w: usize,
+    (w1, w): (&[f32], usize),
     z1: &mut [f32],
+    (x, pf): (&[f32], &mut Prefetcher),
 ) {
     z1.fill(0.0);
     for t0 in (0..w).step_by(TILE) {
+        let tile = (csc, n, w1, w, t0);
         match TILE.min(w - t0) {
-            TILE => hidden_tile::<I, TILE>(csc, n, w1, w, t0, z1),
-            48 => hidden_tile::<I, 48>(csc, n, w1, w, t0, z1),
-            32 => hidden_tile::<I, 32>(csc, n, w1, w, t0, z1),
-            _ => hidden_tile::<I, 16>(csc, n, w1, w, t0, z1),
+            TILE => hidden_tile::<I, TILE>(tile, z1, (x, pf)),
+            48 => hidden_tile::<I, 48>(tile, z1, (x, pf)),
+            32 => hidden_tile::<I, 32>(tile, z1, (x, pf)),
+            _ => hidden_tile::<I, 16>(tile, z1, (x, pf)),
         }
     }
     for z in z1.iter_mut() {
@@ -235,16 +238,14 @@ fn hidden_layer<I: Isa>(
 /// `T` weights of a pixel stay in registers.
 #[inline(always)]
 fn hidden_tile<I: Isa, const T: usize>(
-    csc: &[impl Deref<Target = Csc>],
-    n: usize,
-    w1: &[f32],
-    w: usize,
-    t0: usize,
+    (csc, n, w1, w, t0): (&[impl Deref<Target = Csc>], usize, &[f32], usize, usize),
     z1: &mut [f32],
+    (x, pf): (&[f32], &mut Prefetcher),
 ) {
     let mut w1_rows = w1.chunks_exact(w).take(n);
     for piece in csc {
         for (j, w1j) in (0..piece.cols()).zip(&mut w1_rows) {
+            pf.step(x);
             let (rows, vals) = piece.col(j);
             let wv: [f32; T] = w1j[t0..t0 + T].try_into().expect("tile");
             for (&i, &v) in rows.iter().zip(vals) {
@@ -261,15 +262,14 @@ fn hidden_tile<I: Isa, const T: usize>(
 #[inline(always)]
 fn w1_update_tile<I: Isa, const T: usize>(
     csc: &[impl Deref<Target = Csc>],
-    w1: &mut [f32],
-    w: usize,
-    t0: usize,
-    g1: &[f32],
-    step: f32,
+    (w1, w, t0): (&mut [f32], usize, usize),
+    (g1, step): (&[f32], f32),
+    (x, pf): (&[f32], &mut Prefetcher),
 ) {
     let mut w1_rows = w1.chunks_exact_mut(w);
     for piece in csc {
         for (j, w1j) in (0..piece.cols()).zip(&mut w1_rows) {
+            pf.step(x);
             let (rows, vals) = piece.col(j);
             if rows.is_empty() {
                 continue;
@@ -349,16 +349,18 @@ impl EpochPart for NnPart {
         parity: usize,
     ) {
         let n = sh.n;
-        self.csr.fill::<I>(
-            &sh.x[rows.start * n..rows.end * n],
-            &sh.x[rows.end * n..(rows.end + sh.batch).min(sh.m) * n],
-            n,
-            std::slice::from_ref(&self.columns),
-        );
+        // Whatever of this block is not in cache yet, then the block.
+        let left = self.prefetch.lines_left();
+        self.prefetch.issue(sh.x, left);
         shared.csc[parity][self.index]
             .write()
             .expect("no thread panicked")
-            .fill_from(&self.csr, self.columns.len());
+            .fill::<I>(&sh.x[rows.start * n..rows.end * n], n, self.columns.clone());
+        // The next block, spread over this minibatch's passes over the
+        // columns of X: one per tile in each of the two products.
+        let next = rows.end..(rows.end + sh.batch).min(sh.m);
+        self.prefetch = Prefetcher::new(n, next, self.columns.clone());
+        self.prefetch.spread_over(2 * self.width.div_ceil(TILE) * n);
     }
 
     /// This part's hidden units of the minibatch and their partial logits.
@@ -373,7 +375,7 @@ impl EpochPart for NnPart {
         let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
         let csc = csc_pieces(shared, parity);
         let z1 = &mut self.z1[..b * w];
-        hidden_layer::<I>(&csc, n, &self.w1, w, z1);
+        hidden_layer::<I>(&csc, n, (&self.w1, w), z1, (sh.x, &mut self.prefetch));
         for (local, block) in self.blocks.clone().enumerate() {
             let mut partial = sh.partials[parity][block]
                 .write()
@@ -431,13 +433,15 @@ impl EpochPart for NnPart {
         }
         self.transpose_w2(k, kg);
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
-        let g1 = &self.g1[..b * w];
+        let g1 = (&self.g1[..b * w], step);
+        let pf = &mut self.prefetch;
         for t0 in (0..w).step_by(TILE) {
+            let w1 = (&mut self.w1[..], w, t0);
             match TILE.min(w - t0) {
-                TILE => w1_update_tile::<I, TILE>(&csc, &mut self.w1, w, t0, g1, step),
-                48 => w1_update_tile::<I, 48>(&csc, &mut self.w1, w, t0, g1, step),
-                32 => w1_update_tile::<I, 32>(&csc, &mut self.w1, w, t0, g1, step),
-                _ => w1_update_tile::<I, 16>(&csc, &mut self.w1, w, t0, g1, step),
+                TILE => w1_update_tile::<I, TILE>(&csc, w1, g1, (sh.x, pf)),
+                48 => w1_update_tile::<I, 48>(&csc, w1, g1, (sh.x, pf)),
+                32 => w1_update_tile::<I, 32>(&csc, w1, g1, (sh.x, pf)),
+                _ => w1_update_tile::<I, 16>(&csc, w1, g1, (sh.x, pf)),
             }
         }
     }
@@ -472,7 +476,6 @@ impl TwoLayerLogits {
 }
 
 pub(crate) struct TwoLayerScratch {
-    csr: Csr,
     csc: Csc,
     z1: Vec<f32>,
     partials: Vec<Vec<Lanes>>,
@@ -488,12 +491,15 @@ fn two_layer_logits_generic<I: Isa>(
 ) {
     let (n, w, kg) = (model.n, model.width, model.kg);
     let rows = x.len() / n;
-    scratch
-        .csr
-        .fill::<I>(x, &[], n, std::slice::from_ref(&(0..n)));
-    scratch.csc.fill_from(&scratch.csr, n);
+    scratch.csc.fill::<I>(x, n, 0..n);
     scratch.z1.resize(rows * w, 0.0);
-    hidden_layer::<I>(&[&scratch.csc], n, &model.w1, w, &mut scratch.z1);
+    hidden_layer::<I>(
+        &[&scratch.csc],
+        n,
+        (&model.w1, w),
+        &mut scratch.z1,
+        (x, &mut Prefetcher::none()),
+    );
     scratch.partials.resize_with(w / LANES, Vec::new);
     for (block, partial) in scratch.partials.iter_mut().enumerate() {
         partial.resize(rows * kg, [0.0; LANES]);
@@ -520,9 +526,8 @@ impl Logits for TwoLayerLogits {
     fn chunk_rows(&self) -> usize {
         96
     }
-    fn scratch(&self, rows: usize) -> TwoLayerScratch {
+    fn scratch(&self, _rows: usize) -> TwoLayerScratch {
         TwoLayerScratch {
-            csr: Csr::new(rows, self.n),
             csc: Csc::new(),
             z1: Vec::new(),
             partials: Vec::new(),
