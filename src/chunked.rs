@@ -315,6 +315,27 @@ pub(crate) fn chunk_gradient<'x, I: Isa, const CG: usize>(
     acc
 }
 
+/// Runs `$body` with the const `$cg` set to the class-group size `$value`
+/// (one of those [`class_groups`] returns).
+macro_rules! with_class_group {
+    ($value:expr, $cg:ident => $body:expr) => {
+        with_class_group!(@arms $value, $cg, $body, 2 4 6 8 10; 12)
+    };
+    (@arms $value:expr, $cg:ident, $body:expr, $($size:literal)*; $last:literal) => {
+        match $value {
+            $($size => {
+                const $cg: usize = $size;
+                $body
+            })*
+            _ => {
+                const $cg: usize = $last;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_class_group;
+
 #[cfg(test)]
 mod tests {
     use super::*;

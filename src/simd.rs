@@ -55,14 +55,6 @@ pub(crate) fn mul_add<I: Isa>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
-/// `y += a * x`, element by element (slices of any equal length).
-#[inline(always)]
-pub(crate) fn axpy<I: Isa>(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = mul_add::<I>(a, x, *y);
-    }
-}
-
 /// `y += a * x` on fixed-size arrays, through a local copy so that LLVM sees
 /// no possible aliasing and emits whole-register operations.
 #[inline(always)]

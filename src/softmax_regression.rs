@@ -13,7 +13,8 @@ use std::sync::Mutex;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::chunked::{
-    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits, unpack_transposed,
+    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits,
+    unpack_transposed, with_class_group,
 };
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
@@ -104,26 +105,6 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
     (0..blocks)
         .map(|b| (groups * b / blocks * LANES).min(n)..(groups * (b + 1) / blocks * LANES).min(n))
         .collect()
-}
-
-/// Runs `$body` with the const `$cg` set to the class-group size `$value`
-/// (one of those [`class_groups`] returns).
-macro_rules! with_class_group {
-    ($value:expr, $cg:ident => $body:expr) => {
-        with_class_group!(@arms $value, $cg, $body, 2 4 6 8 10; 12)
-    };
-    (@arms $value:expr, $cg:ident, $body:expr, $($size:literal)*; $last:literal) => {
-        match $value {
-            $($size => {
-                const $cg: usize = $size;
-                $body
-            })*
-            _ => {
-                const $cg: usize = $last;
-                $body
-            }
-        }
-    };
 }
 
 /// One thread's share: the pixel blocks it owns, their rows of θ held

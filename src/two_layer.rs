@@ -15,12 +15,13 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
+use crate::chunked::{chunk_gradient, class_groups, with_class_group};
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
 use crate::parallel::{run_team, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
-use crate::simd::{axpy, axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
+use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
 use crate::softmax_rows::{
     drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
     EpochShared,
@@ -158,9 +159,12 @@ struct NnPart {
     w2: Vec<Lanes>,
     /// W2ᵀ for these units: k rows of `width`.
     w2t: Vec<f32>,
+    /// Classes per group in the W2 gradient (see [`class_groups`]).
+    group: usize,
+    /// 0, 1, … : the rows of a minibatch.
+    all_rows: Vec<u32>,
     z1: Vec<f32>,
     g1: Vec<f32>,
-    gw2: Vec<Lanes>,
     /// The next minibatch's block of X for this part's CSC piece, fetched
     /// into cache during the products with this one.
     prefetch: Prefetcher,
@@ -188,13 +192,23 @@ impl NnPart {
             w1: pack_w1(w1, h0, width),
             w2t: vec![0.0; k * width],
             w2: w2p,
+            group: class_groups(k).0,
+            all_rows: (0..batch as u32).collect(),
             z1: vec![0.0; batch * width],
             g1: vec![0.0; batch * width],
-            gw2: vec![[0.0; LANES]; width * kg],
             prefetch: Prefetcher::none(),
         };
         part.transpose_w2(k, kg);
         part
+    }
+
+    /// W2 from W2ᵀ, after the update.
+    fn untranspose_w2(&mut self, k: usize, kg: usize) {
+        for (h, row) in self.w2.chunks_exact_mut(kg).enumerate() {
+            for c in 0..k {
+                row[c / LANES][c % LANES] = self.w2t[c * self.width + h];
+            }
+        }
     }
 
     fn transpose_w2(&mut self, k: usize, kg: usize) {
@@ -287,7 +301,9 @@ fn w1_update_tile<I: Isa, const T: usize>(
 }
 
 /// Partial logits of hidden block `block` (16 units at `block * 16` within
-/// rows of width `w`): `out[i] = Σ_h z1[i, h] W2[h]`.
+/// rows of width `w`): `out[i] = Σ_h z1[i, h] W2[h]`, the units added in
+/// order. Rows are taken four at a time, so that four chains of dependent
+/// multiply-adds overlap.
 #[inline(always)]
 fn block_logits<I: Isa>(
     z1: &[f32],
@@ -297,15 +313,70 @@ fn block_logits<I: Isa>(
     block: usize,
     out: &mut [Lanes],
 ) {
+    const R: usize = 4;
     let h0 = block * LANES;
     let w2b = &w2[h0 * kg..(h0 + LANES) * kg];
-    for (zi, oi) in z1.chunks_exact(w).zip(out.chunks_exact_mut(kg)) {
-        for (g, o) in oi.iter_mut().enumerate() {
-            let mut acc = [0.0f32; LANES];
-            for (hh, &z) in zi[h0..h0 + LANES].iter().enumerate() {
-                axpy_n::<I, LANES>(&mut acc, z, &w2b[hh * kg + g]);
+    let rows = out.len() / kg;
+    let (z1, z1_rest) = z1[..rows * w].split_at(rows / R * R * w);
+    let (out, out_rest) = out.split_at_mut(rows / R * R * kg);
+    for (zs, os) in z1.chunks_exact(R * w).zip(out.chunks_exact_mut(R * kg)) {
+        for g in 0..kg {
+            let acc = rows_logits::<I, R>((zs, w, h0), w2b, kg, g);
+            for (r, a) in acc.into_iter().enumerate() {
+                os[r * kg + g] = a;
             }
-            *o = acc;
+        }
+    }
+    for (zi, oi) in z1_rest.chunks_exact(w).zip(out_rest.chunks_exact_mut(kg)) {
+        for (g, o) in oi.iter_mut().enumerate() {
+            *o = rows_logits::<I, 1>((zi, w, h0), w2b, kg, g)[0];
+        }
+    }
+}
+
+/// Lane group `g` of the partial logits of `R` rows of `zs` (width `w`)
+/// over the 16 units from `h0`.
+#[inline(always)]
+fn rows_logits<I: Isa, const R: usize>(
+    (zs, w, h0): (&[f32], usize, usize),
+    w2b: &[Lanes],
+    kg: usize,
+    g: usize,
+) -> [Lanes; R] {
+    let mut acc = [[0.0f32; LANES]; R];
+    for hh in 0..LANES {
+        let w2h = &w2b[hh * kg + g];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let z = zs[r * w + h0 + hh];
+            for l in 0..LANES {
+                a[l] = mul_add::<I>(z, w2h[l], a[l]);
+            }
+        }
+    }
+    acc
+}
+
+/// `W2ᵀ ← W2ᵀ + step · G2ᵀ Z1` (k × w), for class groups of `CG`: the
+/// gradient of 16 units for `CG` classes is summed over the rows (in order)
+/// in registers, then applied.
+#[inline(always)]
+fn update_w2t<I: Isa, const CG: usize>(
+    (z1, w): (&[f32], usize),
+    (g2, kg): (&[Lanes], usize),
+    rows: &[u32],
+    w2t: &mut [f32],
+    (k, step): (usize, f32),
+) {
+    for block in 0..w / LANES {
+        for q in 0..k.div_ceil(CG) {
+            let acc = chunk_gradient::<I, CG>(rows, |i| &z1[i * w..(i + 1) * w], block, g2, kg, q);
+            for (c, a) in (q * CG..k).zip(&acc) {
+                let at = c * w + block * LANES;
+                let w2c: &mut Lanes = (&mut w2t[at..at + LANES]).try_into().expect("lanes");
+                for l in 0..LANES {
+                    w2c[l] = mul_add::<I>(step, a[l], w2c[l]);
+                }
+            }
         }
     }
 }
@@ -398,40 +469,38 @@ impl EpochPart for NnPart {
         let (k, kg, w, b) = (sh.k, sh.kg, self.width, rows.len());
         let csc = csc_pieces(shared, parity);
         let z1 = &self.z1[..b * w];
-        // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's update.
+        // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's
+        // update, 16 units at a time summed over the classes in registers.
         for ((g1, z), g2) in self
             .g1
             .chunks_exact_mut(w)
             .zip(z1.chunks_exact(w))
             .zip(g2.chunks_exact(kg))
         {
-            g1.fill(0.0);
-            for c in 0..k {
-                axpy::<I>(g1, g2[c / LANES][c % LANES], &self.w2t[c * w..(c + 1) * w]);
-            }
-            for (g, &z) in g1.iter_mut().zip(z) {
-                // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
-                if z <= 0.0 || z.is_nan() {
-                    *g = 0.0;
+            for (h0, (g1, z)) in g1
+                .chunks_exact_mut(LANES)
+                .zip(z.chunks_exact(LANES))
+                .enumerate()
+            {
+                let mut acc = [0.0f32; LANES];
+                for c in 0..k {
+                    let at = c * w + h0 * LANES;
+                    let w2t: &[f32; LANES] = self.w2t[at..at + LANES].try_into().expect("lanes");
+                    axpy_n::<I, LANES>(&mut acc, g2[c / LANES][c % LANES], w2t);
+                }
+                for ((g, a), &z) in g1.iter_mut().zip(acc).zip(z) {
+                    // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
+                    *g = if z <= 0.0 || z.is_nan() { 0.0 } else { a };
                 }
             }
         }
         let step = -(sh.lr / b as f32);
-        // W2 ← W2 − lr/b · Z1ᵀ G2.
-        for (z, g2) in z1.chunks_exact(w).zip(g2.chunks_exact(kg)) {
-            for (gw, &zh) in self.gw2.chunks_exact_mut(kg).zip(z) {
-                for (gw, g) in gw.iter_mut().zip(g2) {
-                    axpy_n::<I, LANES>(gw, zh, g);
-                }
-            }
-        }
-        for (w2, gw) in self.w2.iter_mut().zip(self.gw2.iter_mut()) {
-            for (w, g) in w2.iter_mut().zip(gw.iter()) {
-                *w = mul_add::<I>(step, *g, *w);
-            }
-            *gw = [0.0; LANES];
-        }
-        self.transpose_w2(k, kg);
+        // W2 ← W2 − lr/b · Z1ᵀ G2, 16 units at a time: each class's
+        // gradient summed over the rows in registers, applied to W2ᵀ.
+        let all_rows = &self.all_rows[..b];
+        let (group, w2t) = (self.group, &mut self.w2t);
+        with_class_group!(group, CG => update_w2t::<I, CG>((z1, w), (g2, kg), all_rows, w2t, (k, step)));
+        self.untranspose_w2(k, kg);
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
         let g1 = (&self.g1[..b * w], step);
         let pf = &mut self.prefetch;
