@@ -8,7 +8,11 @@
 //! the softmax of its share of the rows (the partials summed in block order);
 //! then each updates its own columns of W1 and rows of W2.
 //! The products with X walk it column by column (CSC) so that a tile of 64
-//! hidden units of the accumulating rows stays in L1 cache.
+//! hidden units of the accumulating rows stays in L1 cache. While they do,
+//! each thread prefetches its columns of the next minibatch a few lines per
+//! column, so that X streams from memory under the arithmetic; the sums over
+//! the rows of the minibatch (W2's gradient, the partial logits) run in
+//! registers, several side by side.
 
 use std::ops::{Deref, Range};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
