@@ -32,9 +32,13 @@ use crate::softmax_rows::{
 };
 use crate::sparse::{Csc, Prefetcher};
 
-/// Hidden units processed together in the products with X: four lane
-/// groups, whose accumulators stay in registers.
-const TILE: usize = 4 * LANES;
+/// Hidden units processed together in the products with X when there are
+/// more than 128: five lane groups, whose accumulators stay in registers.
+/// A pass over the minibatch's CSC costs about the same per entry whatever
+/// the tile's width (measured for 32 to 112), so the fewer passes the
+/// better, up to the point where a tile of the minibatch's rows no longer
+/// fits in L1 (see [`tiles`]).
+const TILE: usize = 5 * LANES;
 
 /// One epoch of minibatch SGD on the two-layer network, updating `w1` (n×d)
 /// and `w2` (d×k) in place. For a batch of b rows:
@@ -224,6 +228,15 @@ impl NnPart {
     }
 }
 
+/// The tiles (start, width) that cover `w` hidden units: one if `w` is at
+/// most 128, else tiles of [`TILE`]. (One tile of 128 over 100 rows is
+/// 50 KiB and still measured faster than two; tiles of 128 for wider
+/// layers were slower than tiles of 80.)
+fn tiles(w: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = if w <= 128 { w.max(1) } else { TILE };
+    (0..w).step_by(step).map(move |t0| (t0, step.min(w - t0)))
+}
+
 /// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
 /// (a multiple of 16).
 #[inline(always)]
@@ -235,10 +248,14 @@ fn hidden_layer<I: Isa>(
     (x, pf): (&[f32], &mut Prefetcher),
 ) {
     z1.fill(0.0);
-    for t0 in (0..w).step_by(TILE) {
+    for (t0, width) in tiles(w) {
         let tile = (csc, n, w1, w, t0);
-        match TILE.min(w - t0) {
-            TILE => hidden_tile::<I, TILE>(tile, z1, (x, pf)),
+        match width {
+            128 => hidden_tile::<I, 128>(tile, z1, (x, pf)),
+            112 => hidden_tile::<I, 112>(tile, z1, (x, pf)),
+            96 => hidden_tile::<I, 96>(tile, z1, (x, pf)),
+            80 => hidden_tile::<I, 80>(tile, z1, (x, pf)),
+            64 => hidden_tile::<I, 64>(tile, z1, (x, pf)),
             48 => hidden_tile::<I, 48>(tile, z1, (x, pf)),
             32 => hidden_tile::<I, 32>(tile, z1, (x, pf)),
             _ => hidden_tile::<I, 16>(tile, z1, (x, pf)),
@@ -435,7 +452,7 @@ impl EpochPart for NnPart {
         // columns of X: one per tile in each of the two products.
         let next = rows.end..(rows.end + sh.batch).min(sh.m);
         self.prefetch = Prefetcher::new(n, next, self.columns.clone());
-        self.prefetch.spread_over(2 * self.width.div_ceil(TILE) * n);
+        self.prefetch.spread_over(2 * tiles(self.width).count() * n);
     }
 
     /// This part's hidden units of the minibatch and their partial logits.
@@ -508,10 +525,14 @@ impl EpochPart for NnPart {
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
         let g1 = (&self.g1[..b * w], step);
         let pf = &mut self.prefetch;
-        for t0 in (0..w).step_by(TILE) {
+        for (t0, width) in tiles(w) {
             let w1 = (&mut self.w1[..], w, t0);
-            match TILE.min(w - t0) {
-                TILE => w1_update_tile::<I, TILE>(&csc, w1, g1, (sh.x, pf)),
+            match width {
+                128 => w1_update_tile::<I, 128>(&csc, w1, g1, (sh.x, pf)),
+                112 => w1_update_tile::<I, 112>(&csc, w1, g1, (sh.x, pf)),
+                96 => w1_update_tile::<I, 96>(&csc, w1, g1, (sh.x, pf)),
+                80 => w1_update_tile::<I, 80>(&csc, w1, g1, (sh.x, pf)),
+                64 => w1_update_tile::<I, 64>(&csc, w1, g1, (sh.x, pf)),
                 48 => w1_update_tile::<I, 48>(&csc, w1, g1, (sh.x, pf)),
                 32 => w1_update_tile::<I, 32>(&csc, w1, g1, (sh.x, pf)),
                 _ => w1_update_tile::<I, 16>(&csc, w1, g1, (sh.x, pf)),
@@ -594,8 +615,8 @@ impl Logits for TwoLayerLogits {
     fn work_per_row(&self) -> usize {
         self.n * self.d / 8
     }
-    /// A 64-unit tile of the hidden layer of 96 rows (24 KiB) stays in L1
-    /// while the chunk's columns of X are added into it.
+    /// A tile of the hidden layer (see [`tiles`]) over 96 rows, 30 to 48
+    /// KiB, stays in L1 while the chunk's columns of X are added into it.
     fn chunk_rows(&self) -> usize {
         96
     }
