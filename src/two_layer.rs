@@ -7,8 +7,8 @@
 //! the hidden layer and their partial logits; the threads meet, each takes
 //! the softmax of its share of the rows (the partials summed in block order);
 //! then each updates its own columns of W1 and rows of W2.
-//! The products with X walk it column by column (CSC) so that a tile of 64
-//! hidden units of the accumulating rows stays in L1 cache. While they do,
+//! The products with X walk it column by column (CSC) so that a tile of up
+//! to 128 hidden units of the accumulating rows stays in L1 cache. While they do,
 //! each thread prefetches its columns of the next minibatch a few lines per
 //! column, so that X streams from memory under the arithmetic; the sums over
 //! the rows of the minibatch (W2's gradient, the partial logits) run in
@@ -237,6 +237,26 @@ fn tiles(w: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..w).step_by(step).map(move |t0| (t0, step.min(w - t0)))
 }
 
+/// Runs `$body` with the const `$t` set to the tile width `$value` (one of
+/// those [`tiles`] returns: a multiple of 16 up to 128).
+macro_rules! with_tile_width {
+    ($value:expr, $t:ident => $body:expr) => {
+        with_tile_width!(@arms $value, $t, $body, 128 112 96 80 64 48 32; 16)
+    };
+    (@arms $value:expr, $t:ident, $body:expr, $($width:literal)*; $last:literal) => {
+        match $value {
+            $($width => {
+                const $t: usize = $width;
+                $body
+            })*
+            _ => {
+                const $t: usize = $last;
+                $body
+            }
+        }
+    };
+}
+
 /// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
 /// (a multiple of 16).
 #[inline(always)]
@@ -250,16 +270,7 @@ fn hidden_layer<I: Isa>(
     z1.fill(0.0);
     for (t0, width) in tiles(w) {
         let tile = (csc, n, w1, w, t0);
-        match width {
-            128 => hidden_tile::<I, 128>(tile, z1, (x, pf)),
-            112 => hidden_tile::<I, 112>(tile, z1, (x, pf)),
-            96 => hidden_tile::<I, 96>(tile, z1, (x, pf)),
-            80 => hidden_tile::<I, 80>(tile, z1, (x, pf)),
-            64 => hidden_tile::<I, 64>(tile, z1, (x, pf)),
-            48 => hidden_tile::<I, 48>(tile, z1, (x, pf)),
-            32 => hidden_tile::<I, 32>(tile, z1, (x, pf)),
-            _ => hidden_tile::<I, 16>(tile, z1, (x, pf)),
-        }
+        with_tile_width!(width, T => hidden_tile::<I, T>(tile, z1, (x, pf)));
     }
     for z in z1.iter_mut() {
         // `max` would turn NaN into 0; keep it visible as numpy does.
@@ -527,16 +538,7 @@ impl EpochPart for NnPart {
         let pf = &mut self.prefetch;
         for (t0, width) in tiles(w) {
             let w1 = (&mut self.w1[..], w, t0);
-            match width {
-                128 => w1_update_tile::<I, 128>(&csc, w1, g1, (sh.x, pf)),
-                112 => w1_update_tile::<I, 112>(&csc, w1, g1, (sh.x, pf)),
-                96 => w1_update_tile::<I, 96>(&csc, w1, g1, (sh.x, pf)),
-                80 => w1_update_tile::<I, 80>(&csc, w1, g1, (sh.x, pf)),
-                64 => w1_update_tile::<I, 64>(&csc, w1, g1, (sh.x, pf)),
-                48 => w1_update_tile::<I, 48>(&csc, w1, g1, (sh.x, pf)),
-                32 => w1_update_tile::<I, 32>(&csc, w1, g1, (sh.x, pf)),
-                _ => w1_update_tile::<I, 16>(&csc, w1, g1, (sh.x, pf)),
-            }
+            with_tile_width!(width, T => w1_update_tile::<I, T>(&csc, w1, g1, (sh.x, pf)));
         }
     }
 }
