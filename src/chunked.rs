@@ -225,7 +225,9 @@ unsafe fn lane_sums_avx512<const CG: usize>(acc: &[Lanes; CG]) -> [f32; CG] {
 /// Lane-wise logits of class group `q` for one row over `chunk_range`:
 /// `acc[c] = Σ_chunks θᵀ[chunk][q·CG + c] ⊙ x[chunk]`. `theta_t` starts
 /// at chunk `first`. Chunks without a non-zero pixel are skipped; the
-/// others are passed to `on_nonzero`. The same chunks of `prefetch_row`
+/// others' positions are passed to `on_mask` once per window of up to 64
+/// chunks, as (first chunk of the window, bit b set if chunk first + b is
+/// non-zero). The same chunks of `prefetch_row`
 /// (possibly empty) are prefetched meanwhile, one cache line per chunk.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -236,7 +238,7 @@ pub(crate) fn row_logits<I: Isa, const CG: usize>(
     first: usize,
     kpad: usize,
     q: usize,
-    on_nonzero: &mut impl FnMut(usize),
+    on_mask: &mut impl FnMut(usize, u64),
     prefetch_row: &[f32],
 ) -> [Lanes; CG] {
     let mut acc = [[0.0f32; LANES]; CG];
@@ -251,7 +253,8 @@ pub(crate) fn row_logits<I: Isa, const CG: usize>(
             }
             mask |= u64::from(any_nonzero(&load_chunk(row, s))) << (s - window);
         }
-        acc = add_chunks::<I, CG>(acc, row, window, mask, theta_t, first, kpad, q, on_nonzero);
+        on_mask(window, mask);
+        acc = add_chunks::<I, CG>(acc, row, window, mask, theta_t, first, kpad, q);
     }
     acc
 }
@@ -269,12 +272,10 @@ fn add_chunks<I: Isa, const CG: usize>(
     first: usize,
     kpad: usize,
     q: usize,
-    on_nonzero: &mut impl FnMut(usize),
 ) -> [Lanes; CG] {
     while mask != 0 {
         let s = window + mask.trailing_zeros() as usize;
         mask &= mask - 1;
-        on_nonzero(s);
         let x = load_chunk(row, s);
         let at = (s - first) * kpad + q * CG;
         let th: &[Lanes; CG] = theta_t[at..at + CG].try_into().expect("CG classes");
@@ -285,6 +286,64 @@ fn add_chunks<I: Isa, const CG: usize>(
         }
     }
     acc
+}
+
+/// Writes to the front of `out` the indices i (ascending) of the entries
+/// of `masks` with bit `bit` set; returns how many there are. `out` must
+/// hold `masks.len() + 16`.
+#[inline(always)]
+#[allow(unsafe_code)] // the AVX-512 version, after detection
+pub(crate) fn rows_with_bit<I: Isa>(masks: &[u64], bit: u32, out: &mut [u32]) -> usize {
+    assert!(bit < 64 && out.len() >= masks.len() + LANES);
+    #[cfg(target_arch = "x86_64")]
+    if I::AVX512 {
+        // SAFETY: I::AVX512 is true only for the `Avx512` instantiation,
+        // which `multiversion!` runs only after detecting AVX-512; the
+        // lengths were checked above.
+        return unsafe { rows_with_bit_avx512(masks, bit, out) };
+    }
+    // Branch-free: every index is written, and the position moves past it
+    // only if the bit is set.
+    let mut pos = 0;
+    for (i, &m) in masks.iter().enumerate() {
+        out[pos] = i as u32;
+        pos += ((m >> bit) & 1) as usize;
+    }
+    pos
+}
+
+/// `rows_with_bit` 16 masks a step: two 8-lane bit tests, the row indices
+/// compressed out; no branches on the data.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(unsafe_code)] // raw loads and stores, bounds checked by the caller
+unsafe fn rows_with_bit_avx512(masks: &[u64], bit: u32, out: &mut [u32]) -> usize {
+    use std::arch::x86_64::*;
+    let probe = _mm512_set1_epi64(1i64 << bit);
+    let step = _mm512_set1_epi32(LANES as i32);
+    let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mut pos = 0usize;
+    for group in masks.chunks(LANES) {
+        let live = group.len();
+        let (lo, hi) = (live.min(8), live.saturating_sub(8));
+        // SAFETY: the masked loads read only the `live` masks of the group;
+        // the store writes 16 lanes at pos, at most the number of masks
+        // before this group, and `out` holds masks.len() + 16.
+        unsafe {
+            let a = _mm512_maskz_loadu_epi64(((1u32 << lo) - 1) as u8, group.as_ptr().cast());
+            let b =
+                _mm512_maskz_loadu_epi64(((1u32 << hi) - 1) as u8, group.as_ptr().add(lo).cast());
+            let set = u16::from(_mm512_test_epi64_mask(a, probe))
+                | (u16::from(_mm512_test_epi64_mask(b, probe)) << 8);
+            _mm512_storeu_si512(
+                out.as_mut_ptr().add(pos).cast(),
+                _mm512_maskz_compress_epi32(set, index),
+            );
+            pos += set.count_ones() as usize;
+        }
+        index = _mm512_add_epi32(index, step);
+    }
+    pos
 }
 
 /// `Σ_{i in rows} g[i][q·CG + c] · x[i][chunk s]` for the class group `q`,
@@ -360,6 +419,36 @@ mod tests {
                 half /= 2;
             }
             assert_eq!(got[c].to_bits(), w[0].to_bits(), "vector {c}");
+        }
+    }
+
+    #[test]
+    fn rows_with_bit_lists_the_rows_in_order_on_every_path() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for rows in [0, 1, 7, 8, 9, 16, 17, 100] {
+            let masks: Vec<u64> = (0..rows)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state
+                })
+                .collect();
+            for bit in [0, 5, 31, 63] {
+                let expected: Vec<u32> = (0..rows as u32)
+                    .filter(|&i| masks[i as usize] >> bit & 1 == 1)
+                    .collect();
+                let mut out = vec![u32::MAX; rows + LANES];
+                let count = rows_with_bit::<crate::simd::Portable>(&masks, bit, &mut out);
+                assert_eq!(out[..count], expected, "{rows} rows, bit {bit}");
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // The AVX-512 version checks I::AVX512 only; the CPU has it.
+                    let mut out = vec![u32::MAX; rows + LANES];
+                    let count = rows_with_bit::<crate::simd::Avx512>(&masks, bit, &mut out);
+                    assert_eq!(out[..count], expected, "AVX-512, {rows} rows, bit {bit}");
+                }
+            }
         }
     }
 

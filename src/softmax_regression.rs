@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::chunked::{
-    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits,
+    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits, rows_with_bit,
     unpack_transposed, with_class_group,
 };
 use crate::error::Result;
@@ -109,7 +109,9 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
 
 /// One thread's share: the pixel blocks it owns, their rows of θ held
 /// transposed by chunks of 16 pixels, and for each of its chunks the rows
-/// of the current minibatch in which the chunk has a non-zero pixel.
+/// of the current minibatch in which the chunk has a non-zero pixel (found
+/// from each row's bit mask of non-zero chunks once the forward pass is
+/// done, so that its multiply-add loop does no bookkeeping).
 struct SoftmaxPart {
     blocks: Range<usize>,
     pixels: Range<usize>,
@@ -118,10 +120,14 @@ struct SoftmaxPart {
     group: usize,
     kpad: usize,
     theta_t: Vec<Lanes>,
-    /// `capacity` row slots per owned chunk, `count` of them in use.
+    /// `capacity` row slots per owned chunk (and 16 of slack at the end),
+    /// `count` of them in use.
     rows: Vec<u32>,
     count: Vec<usize>,
     capacity: usize,
+    /// Bit c % 64 of `masks[(c / 64) * capacity + i]`: whether owned chunk c
+    /// is non-zero in row i of the minibatch.
+    masks: Vec<u64>,
 }
 
 impl SoftmaxPart {
@@ -141,9 +147,10 @@ impl SoftmaxPart {
             pixels,
             group,
             kpad,
-            rows: vec![0; own_chunks * batch],
+            rows: vec![0; own_chunks * batch + LANES],
             count: vec![0; own_chunks],
             capacity: batch,
+            masks: vec![0; own_chunks.div_ceil(64) * batch],
         }
     }
 
@@ -162,19 +169,23 @@ impl SoftmaxPart {
             .clone()
             .map(|b| sh.partials[parity][b].write().expect("no thread panicked"))
             .collect();
-        self.count.fill(0);
+        self.masks.fill(0);
         let (first, kpad, capacity) = (self.first, self.kpad, self.capacity);
+        let b = rows.len();
         for (i, r) in rows.enumerate() {
             let row = &sh.x[r * n..(r + 1) * n];
             // Row i of the next minibatch, read while this one is worked on.
             let next =
                 sh.x.get((r + sh.batch) * n..(r + sh.batch + 1) * n)
                     .unwrap_or(&[]);
-            let (list, count) = (&mut self.rows, &mut self.count);
-            let mut record = |s: usize| {
-                let c = &mut count[s - first];
-                list[(s - first) * capacity + *c] = i as u32;
-                *c += 1;
+            let masks = &mut self.masks;
+            let mut record = |window: usize, mask: u64| {
+                let at = window - first;
+                let (word, shift) = (at / 64, at % 64);
+                masks[word * capacity + i] |= mask << shift;
+                if shift > 0 && mask >> (64 - shift) != 0 {
+                    masks[(word + 1) * capacity + i] |= mask >> (64 - shift);
+                }
             };
             for (blk, partial) in blocks[self.blocks.clone()].iter().zip(partials.iter_mut()) {
                 let span = blk.start / LANES..blk.end.div_ceil(LANES);
@@ -189,9 +200,9 @@ impl SoftmaxPart {
                         first,
                         kpad,
                         q,
-                        &mut |s| {
+                        &mut |window, mask| {
                             if q == 0 {
-                                record(s)
+                                record(window, mask)
                             }
                         },
                         if q == 0 { next } else { &[] },
@@ -199,6 +210,11 @@ impl SoftmaxPart {
                     out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
                 }
             }
+        }
+        // Each owned chunk's rows, in order.
+        for (c, count) in self.count.iter_mut().enumerate() {
+            let masks = &self.masks[(c / 64) * capacity..][..b];
+            *count = rows_with_bit::<I>(masks, (c % 64) as u32, &mut self.rows[c * capacity..]);
         }
     }
 
@@ -340,7 +356,7 @@ fn linear_logits_group<I: Isa, const CG: usize>(
                 0,
                 kpad,
                 q,
-                &mut |_| {},
+                &mut |_, _| {},
                 ahead,
             );
             out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));

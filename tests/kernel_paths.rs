@@ -72,9 +72,15 @@ fn max_rel_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
 
 #[test]
 fn simd_levels_and_thread_counts_agree() {
-    // k = 10 (one lane group) with 100 hidden units (6.25 groups), and
-    // k = 20 (two lane groups) with an odd hidden size.
-    for (m, n, k, hidden) in [(6000, 784, 10, 100), (3001, 300, 20, 37)] {
+    // k = 10 (one lane group) with 100 hidden units (6.25 groups), k = 20
+    // (two lane groups) with an odd hidden size, and more than 64 chunks of
+    // 16 pixels per softmax part (on one thread the second part's chunks
+    // start mid-window).
+    for (m, n, k, hidden) in [
+        (6000, 784, 10, 100),
+        (3001, 300, 20, 37),
+        (3000, 2100, 10, 20),
+    ] {
         let (x, y) = sparse_problem(m, n, k);
         let best = supported_simd_level();
         set_simd_level(best);

@@ -20,6 +20,13 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (30, 33, 20, 7, 8),  // k = 20: three class groups, two lane groups
 ];
 
+/// Softmax regression only: more than 64 chunks of 16 pixels per thread
+/// (and a part whose chunks start mid-window on one thread). With dense
+/// random pixels this wide, the network's logits saturate and three epochs
+/// at lr 0.2 amplify float32 rounding beyond the tolerance, so the network
+/// test does not use it.
+const WIDE_SHAPES: &[(usize, usize, usize, usize, usize)] = &[(20, 2100, 3, 4, 8)];
+
 fn random_problem(seed: u32, m: usize, n: usize, k: usize) -> (Array2<f32>, Array1<u8>) {
     let mut rng = NumpyRandomState::new(seed);
     let x = rng.randn(m, n).mapv(|v| v as f32);
@@ -139,7 +146,7 @@ fn assert_close(actual: f64, expected: f64, rtol: f64, atol: f64, what: &str) {
 
 #[test]
 fn softmax_regression_epoch_matches_reference() {
-    for (seed, &(m, n, k, _, batch)) in SHAPES.iter().enumerate() {
+    for (seed, &(m, n, k, _, batch)) in SHAPES.iter().chain(WIDE_SHAPES).enumerate() {
         let (x, y) = random_problem(seed as u32, m, n, k);
         let mut theta = Array2::<f32>::zeros((n, k));
         let mut expected = Array2::<f64>::zeros((n, k));
