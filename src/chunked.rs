@@ -253,8 +253,8 @@ pub(crate) fn row_logits<I: Isa, const CG: usize>(
             }
             mask |= u64::from(any_nonzero(&load_chunk(row, s))) << (s - window);
         }
-        on_mask(window, mask);
         acc = add_chunks::<I, CG>(acc, row, window, mask, theta_t, first, kpad, q);
+        on_mask(window, mask);
     }
     acc
 }
