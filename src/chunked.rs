@@ -378,19 +378,7 @@ pub(crate) fn chunk_gradient<'x, I: Isa, const CG: usize>(
 /// (one of those [`class_groups`] returns).
 macro_rules! with_class_group {
     ($value:expr, $cg:ident => $body:expr) => {
-        with_class_group!(@arms $value, $cg, $body, 2 4 6 8 10; 12)
-    };
-    (@arms $value:expr, $cg:ident, $body:expr, $($size:literal)*; $last:literal) => {
-        match $value {
-            $($size => {
-                const $cg: usize = $size;
-                $body
-            })*
-            _ => {
-                const $cg: usize = $last;
-                $body
-            }
-        }
+        $crate::simd::with_const!($value, $cg in [2 4 6 8 10; 12] => $body)
     };
 }
 pub(crate) use with_class_group;

@@ -168,3 +168,22 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+/// Runs `$body` with the const `$c` set to `$value`, one of the listed
+/// sizes; any other value runs it with the last. Turns a size known only at
+/// run time into a const generic argument for the kernels.
+macro_rules! with_const {
+    ($value:expr, $c:ident in [$($size:literal)*; $last:literal] => $body:expr) => {
+        match $value {
+            $($size => {
+                const $c: usize = $size;
+                $body
+            })*
+            _ => {
+                const $c: usize = $last;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_const;

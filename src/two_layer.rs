@@ -241,19 +241,7 @@ fn tiles(w: usize) -> impl Iterator<Item = (usize, usize)> {
 /// those [`tiles`] returns: a multiple of 16 up to 128).
 macro_rules! with_tile_width {
     ($value:expr, $t:ident => $body:expr) => {
-        with_tile_width!(@arms $value, $t, $body, 128 112 96 80 64 48 32; 16)
-    };
-    (@arms $value:expr, $t:ident, $body:expr, $($width:literal)*; $last:literal) => {
-        match $value {
-            $($width => {
-                const $t: usize = $width;
-                $body
-            })*
-            _ => {
-                const $t: usize = $last;
-                $body
-            }
-        }
+        $crate::simd::with_const!($value, $t in [128 112 96 80 64 48 32; 16] => $body)
     };
 }
 
