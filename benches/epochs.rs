@@ -1,7 +1,8 @@
 //! `cargo bench --bench epochs`: median times of the library's epochs on the
 //! real MNIST training set (60000 × 784, batch 100, lr 0.1), evaluation and
 //! MNIST parsing. Set SML_NUM_THREADS to choose the thread count; pass a
-//! filter word (softmax, nn100, nn400, eval, parse) to run only some.
+//! filter word (softmax, nn100, nn400, eval, parse, cached) to run only
+//! some; `cached` times softmax epochs on X held in cache.
 //! For the side-by-side comparison with numpy see bench/compare.py.
 
 use std::time::Instant;
@@ -74,6 +75,26 @@ fn main() {
                 "softmax loss_err (60000)",
                 median_ms(9, || {
                     softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
+                }),
+            );
+        }
+    }
+    if wanted("cached") {
+        // Softmax epochs on the first m rows, repeated up to 60000 rows: X
+        // stays in L2 (m = 600, which also runs on one thread) or L3 (6000)
+        // instead of coming from memory, so the difference from 60000 rows
+        // is what reading X costs.
+        for m in [600usize, 6000, 60000] {
+            let mut theta = ndarray::Array2::<f32>::zeros((784, 10));
+            let xs = x.slice(ndarray::s![..m, ..]);
+            let ys = y.slice(ndarray::s![..m]);
+            let reps = 60000 / m;
+            report(
+                &format!("softmax x{reps} on {m} rows"),
+                median_ms(9, || {
+                    for _ in 0..reps {
+                        softmax_regression_epoch(xs, ys, theta.view_mut(), sgd).unwrap()
+                    }
                 }),
             );
         }

@@ -1,18 +1,26 @@
 //! Softmax regression's products with X on 16-pixel chunks, for few classes.
 //!
 //! With k ≈ 10 classes the products `X θ` and `Xᵀ G` are too skinny for a
-//! GEMM, and a sparse walk over single pixels spends its time finding them
-//! and missing cache. Here θ is held transposed, `θᵀ[chunk][class]` = the
-//! 16 weights of one class for 16 consecutive pixels, so one multiply-add
-//! takes 16 pixels of one class: a row costs `classes` multiply-adds per
-//! chunk that has a non-zero pixel (MNIST rows have ~29 such chunks of 49).
+//! GEMM. Here θ is held transposed, `θᵀ[chunk][class]` = the 16 weights of
+//! one class for 16 consecutive pixels, so one multiply-add takes 16 pixels
+//! of one class: a row costs `classes` multiply-adds per chunk.
 //!
 //! * forward: per row, a lane-wise accumulator per class over the chunks of
-//!   a block of pixels, then the 16 lanes of each summed by halving;
+//!   a block of pixels, then the 16 lanes of each summed by halving; two
+//!   rows go side by side, so each chunk of θ is loaded once for both;
 //! * backward: per chunk, `Σ_rows g[row][class] · x[row][chunk]` summed over
 //!   the rows in order in registers (a gradient buffer would not fit in L1
 //!   next to θ), then `θᵀ += −lr/b · sum` — the gradient summed first, as
 //!   numpy does.
+//!
+//! Every chunk is multiplied, zero or not. MNIST rows have ~29 non-zero
+//! chunks of 49, but finding them (a test per chunk, then a loop over the
+//! set bits or a list of rows per chunk) cost more than the multiply-adds
+//! it saved: the two products now run at their multiply-add rate, with no
+//! branch on the pixels. A zero chunk adds ±0 to each sum, which leaves it
+//! as it was, so the bits are those of a sum over the non-zero chunks alone
+//! (unless θ or the gradients are not finite, where the dense product gives
+//! NaN, as numpy's does).
 //!
 //! Classes go through the kernels in groups of `CG` (const generic), so the
 //! accumulators of a group live in registers.
@@ -52,16 +60,6 @@ pub(crate) fn load_chunk(row: &[f32], s: usize) -> Lanes {
             t
         }
     }
-}
-
-/// Whether any pixel of the chunk is non-zero (NaN counts as non-zero).
-#[inline(always)]
-pub(crate) fn any_nonzero(x: &Lanes) -> bool {
-    let mut mask = 0u16;
-    for (l, &v) in x.iter().enumerate() {
-        mask |= u16::from(v != 0.0) << l;
-    }
-    mask != 0
 }
 
 /// Packs rows `pixels` of θ (n×k) into `θᵀ[chunk][class]` lane groups,
@@ -222,156 +220,112 @@ unsafe fn lane_sums_avx512<const CG: usize>(acc: &[Lanes; CG]) -> [f32; CG] {
     out
 }
 
-/// Lane-wise logits of class group `q` for one row over `chunk_range`:
-/// `acc[c] = Σ_chunks θᵀ[chunk][q·CG + c] ⊙ x[chunk]`. `theta_t` starts
-/// at chunk `first`. Chunks without a non-zero pixel are skipped; the
-/// others' positions are passed to `on_mask` once per window of up to 64
-/// chunks, as (first chunk of the window, bit b set if chunk first + b is
-/// non-zero). The same chunks of `prefetch_row`
-/// (possibly empty) are prefetched meanwhile, one cache line per chunk.
+/// Lane-wise logits of class group `q` for `R` rows side by side (each
+/// chunk of θ loaded once for all of them) over every chunk of
+/// `chunk_range`, zero or not: `acc[r][c] = Σ_chunks θᵀ[chunk][q·CG + c] ⊙
+/// x_r[chunk]`, summed over the chunks in order. `theta_t` starts at chunk
+/// `first` and holds `kpad` lane groups per chunk. Each chunk's line of
+/// `ahead[r]` (the same row of the next minibatch, possibly empty) is
+/// prefetched meanwhile.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn row_logits<I: Isa, const CG: usize>(
-    row: &[f32],
+pub(crate) fn rows_logits<I: Isa, const R: usize, const CG: usize>(
+    rows: [&[f32]; R],
     chunk_range: Range<usize>,
-    theta_t: &[Lanes],
-    first: usize,
-    kpad: usize,
-    q: usize,
-    on_mask: &mut impl FnMut(usize, u64),
-    prefetch_row: &[f32],
-) -> [Lanes; CG] {
-    let mut acc = [[0.0f32; LANES]; CG];
-    // Windows of up to 64 chunks: first which are non-zero, then those
-    // alone, so that no branch depends on the pixels.
-    for window in chunk_range.clone().step_by(64) {
-        let end = (window + 64).min(chunk_range.end);
-        let mut mask = 0u64;
-        for s in window..end {
-            if let Some(line) = prefetch_row.get(s * LANES..) {
+    (theta_t, first, kpad, q): (&[Lanes], usize, usize, usize),
+    ahead: [&[f32]; R],
+) -> [[Lanes; CG]; R] {
+    let mut acc = [[[0.0f32; LANES]; CG]; R];
+    // Chunks that lie whole in every row first, with no copy on their path
+    // (a call there would make LLVM keep the accumulators on the stack),
+    // and with slices cut to the chunks so that no index is checked.
+    let whole = rows.iter().map(|r| r.len() / LANES).min().unwrap_or(0);
+    let split = whole.clamp(chunk_range.start, chunk_range.end);
+    let (a, b) = (chunk_range.start * LANES, split * LANES);
+    let xs = rows.map(|row| &row[a..b]);
+    let ahead = ahead.map(|row| row.get(a..b).unwrap_or(&[]));
+    let at = (chunk_range.start - first) * kpad;
+    let th = &theta_t[at..at + (split - chunk_range.start) * kpad];
+    for (j, th) in th.chunks_exact(kpad).enumerate() {
+        let mut x = [[0.0f32; LANES]; R];
+        for r in 0..R {
+            if let Some(line) = ahead[r].get(j * LANES..) {
                 prefetch_line(line);
             }
-            mask |= u64::from(any_nonzero(&load_chunk(row, s))) << (s - window);
+            x[r] = xs[r][j * LANES..(j + 1) * LANES]
+                .try_into()
+                .expect("a whole chunk");
         }
-        acc = add_chunks::<I, CG>(acc, row, window, mask, theta_t, first, kpad, q);
-        on_mask(window, mask);
+        fma_rows::<I, R, CG>(&mut acc, &x, &th[q * CG..(q + 1) * CG]);
+    }
+    for s in split..chunk_range.end {
+        let x = rows.map(|row| load_chunk(row, s));
+        let at = (s - first) * kpad + q * CG;
+        fma_rows::<I, R, CG>(&mut acc, &x, &theta_t[at..at + CG]);
     }
     acc
 }
 
-/// `acc[c] += θᵀ[chunk][q·CG + c] ⊙ x[chunk]` for the chunks `window + b`
-/// for the set bits b of `mask`.
+/// `acc[r][c] += θ[c] ⊙ x[r]` for the `CG` lane groups of θ in `th`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn add_chunks<I: Isa, const CG: usize>(
-    mut acc: [Lanes; CG],
-    row: &[f32],
-    window: usize,
-    mut mask: u64,
-    theta_t: &[Lanes],
-    first: usize,
-    kpad: usize,
-    q: usize,
-) -> [Lanes; CG] {
-    while mask != 0 {
-        let s = window + mask.trailing_zeros() as usize;
-        mask &= mask - 1;
-        let x = load_chunk(row, s);
-        let at = (s - first) * kpad + q * CG;
-        let th: &[Lanes; CG] = theta_t[at..at + CG].try_into().expect("CG classes");
-        for c in 0..CG {
+fn fma_rows<I: Isa, const R: usize, const CG: usize>(
+    acc: &mut [[Lanes; CG]; R],
+    x: &[Lanes; R],
+    th: &[Lanes],
+) {
+    let th: &[Lanes; CG] = th.try_into().expect("CG classes");
+    for c in 0..CG {
+        for r in 0..R {
             for l in 0..LANES {
-                acc[c][l] = mul_add::<I>(x[l], th[c][l], acc[c][l]);
+                acc[r][c][l] = mul_add::<I>(x[r][l], th[c][l], acc[r][c][l]);
             }
         }
     }
-    acc
 }
 
-/// Writes to the front of `out` the indices i (ascending) of the entries
-/// of `masks` with bit `bit` set; returns how many there are. `out` must
-/// hold `masks.len() + 16`.
+/// `Σ_i g[i][q·CG + c] · x[i][chunk s]` over every row i of `x` (rows of
+/// `n`), in row order; `g` holds `kg` lane groups per row. Rows whose chunk
+/// is zero add ±0, which changes no sum (as long as g is finite).
 #[inline(always)]
-#[allow(unsafe_code)] // the AVX-512 version, after detection
-pub(crate) fn rows_with_bit<I: Isa>(masks: &[u64], bit: u32, out: &mut [u32]) -> usize {
-    assert!(bit < 64 && out.len() >= masks.len() + LANES);
-    #[cfg(target_arch = "x86_64")]
-    if I::AVX512 {
-        // SAFETY: I::AVX512 is true only for the `Avx512` instantiation,
-        // which `multiversion!` runs only after detecting AVX-512; the
-        // lengths were checked above.
-        return unsafe { rows_with_bit_avx512(masks, bit, out) };
-    }
-    // Branch-free: every index is written, and the position moves past it
-    // only if the bit is set.
-    let mut pos = 0;
-    for (i, &m) in masks.iter().enumerate() {
-        out[pos] = i as u32;
-        pos += ((m >> bit) & 1) as usize;
-    }
-    pos
-}
-
-/// `rows_with_bit` 16 masks a step: two 8-lane bit tests, the row indices
-/// compressed out; no branches on the data.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(unsafe_code)] // raw loads and stores, bounds checked by the caller
-unsafe fn rows_with_bit_avx512(masks: &[u64], bit: u32, out: &mut [u32]) -> usize {
-    use std::arch::x86_64::*;
-    let probe = _mm512_set1_epi64(1i64 << bit);
-    let step = _mm512_set1_epi32(LANES as i32);
-    let mut index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let mut pos = 0usize;
-    for group in masks.chunks(LANES) {
-        let live = group.len();
-        let (lo, hi) = (live.min(8), live.saturating_sub(8));
-        // SAFETY: the masked loads read only the `live` masks of the group;
-        // the store writes 16 lanes at pos, at most the number of masks
-        // before this group, and `out` holds masks.len() + 16.
-        unsafe {
-            let a = _mm512_maskz_loadu_epi64(((1u32 << lo) - 1) as u8, group.as_ptr().cast());
-            let b =
-                _mm512_maskz_loadu_epi64(((1u32 << hi) - 1) as u8, group.as_ptr().add(lo).cast());
-            let set = u16::from(_mm512_test_epi64_mask(a, probe))
-                | (u16::from(_mm512_test_epi64_mask(b, probe)) << 8);
-            _mm512_storeu_si512(
-                out.as_mut_ptr().add(pos).cast(),
-                _mm512_maskz_compress_epi32(set, index),
-            );
-            pos += set.count_ones() as usize;
-        }
-        index = _mm512_add_epi32(index, step);
-    }
-    pos
-}
-
-/// `Σ_{i in rows} g[i][q·CG + c] · x[i][chunk s]` for the class group `q`,
-/// summed over `rows` in order. `x_rows(i)` is row i of the minibatch and
-/// `g` holds `kg` lane groups per row.
-#[inline(always)]
-pub(crate) fn chunk_gradient<'x, I: Isa, const CG: usize>(
-    rows: &[u32],
-    x_rows: impl Fn(usize) -> &'x [f32],
+pub(crate) fn chunk_gradient<I: Isa, const CG: usize>(
+    (x, n): (&[f32], usize),
     s: usize,
-    g: &[Lanes],
-    kg: usize,
+    (g, kg): (&[Lanes], usize),
     q: usize,
 ) -> [Lanes; CG] {
     let mut acc = [[0.0f32; LANES]; CG];
-    for &i in rows {
-        let i = i as usize;
-        let x = load_chunk(x_rows(i), s);
-        let gi: &[f32; CG] = g[i * kg..(i + 1) * kg].as_flattened()[q * CG..(q + 1) * CG]
-            .try_into()
-            .expect("CG classes");
-        for (a, &gc) in acc.iter_mut().zip(gi) {
-            for l in 0..LANES {
-                a[l] = mul_add::<I>(gc, x[l], a[l]);
-            }
+    // A whole chunk is loaded in place; the zero-padded copy of a partial
+    // one stays out of the whole chunks' loop (see rows_logits).
+    if (s + 1) * LANES <= n {
+        for (row, gi) in x.chunks_exact(n).zip(g.chunks_exact(kg)) {
+            let x: &Lanes = row[s * LANES..(s + 1) * LANES]
+                .try_into()
+                .expect("a whole chunk");
+            gradient_step::<I, CG>(&mut acc, x, gi, q);
+        }
+    } else {
+        for (row, gi) in x.chunks_exact(n).zip(g.chunks_exact(kg)) {
+            gradient_step::<I, CG>(&mut acc, &load_chunk(row, s), gi, q);
         }
     }
     acc
+}
+
+/// `acc[c] += g[q·CG + c] · x` for one row's gradients `gi`.
+#[inline(always)]
+fn gradient_step<I: Isa, const CG: usize>(
+    acc: &mut [Lanes; CG],
+    x: &Lanes,
+    gi: &[Lanes],
+    q: usize,
+) {
+    let gi: &[f32; CG] = gi.as_flattened()[q * CG..(q + 1) * CG]
+        .try_into()
+        .expect("CG classes");
+    for (a, &gc) in acc.iter_mut().zip(gi) {
+        for l in 0..LANES {
+            a[l] = mul_add::<I>(gc, x[l], a[l]);
+        }
+    }
 }
 
 /// Runs `$body` with the const `$cg` set to the class-group size `$value`
@@ -407,36 +361,6 @@ mod tests {
                 half /= 2;
             }
             assert_eq!(got[c].to_bits(), w[0].to_bits(), "vector {c}");
-        }
-    }
-
-    #[test]
-    fn rows_with_bit_lists_the_rows_in_order_on_every_path() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        for rows in [0, 1, 7, 8, 9, 16, 17, 100] {
-            let masks: Vec<u64> = (0..rows)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state
-                })
-                .collect();
-            for bit in [0, 5, 31, 63] {
-                let expected: Vec<u32> = (0..rows as u32)
-                    .filter(|&i| masks[i as usize] >> bit & 1 == 1)
-                    .collect();
-                let mut out = vec![u32::MAX; rows + LANES];
-                let count = rows_with_bit::<crate::simd::Portable>(&masks, bit, &mut out);
-                assert_eq!(out[..count], expected, "{rows} rows, bit {bit}");
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // The AVX-512 version checks I::AVX512 only; the CPU has it.
-                    let mut out = vec![u32::MAX; rows + LANES];
-                    let count = rows_with_bit::<crate::simd::Avx512>(&masks, bit, &mut out);
-                    assert_eq!(out[..count], expected, "AVX-512, {rows} rows, bit {bit}");
-                }
-            }
         }
     }
 

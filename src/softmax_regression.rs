@@ -1,11 +1,11 @@
 //! Softmax regression: one linear layer `X θ` trained by minibatch SGD.
 //!
 //! The epoch kernel works on chunks of 16 pixels with θ held transposed
-//! (see [`crate::chunked`]), skipping chunks without a non-zero pixel, and
-//! splits each minibatch between threads by fixed blocks of input pixels:
-//! each thread computes its blocks' partial logits, the threads meet once,
-//! every thread sums the partials in block order and takes the softmax, then
-//! each updates the rows of θ for its own pixels.
+//! (see [`crate::chunked`]) and splits each minibatch between threads by
+//! fixed blocks of input pixels: each thread computes its blocks' partial
+//! logits; the threads meet; each sums the partials in block order and takes
+//! the softmax of its share of the rows; they meet again to share those
+//! gradients; then each updates the rows of θ for its own pixels.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::chunked::{
-    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, row_logits, rows_with_bit,
+    chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, rows_logits,
     unpack_transposed, with_class_group,
 };
 use crate::error::Result;
@@ -57,14 +57,7 @@ pub fn softmax_regression_epoch(
     let threads = threads_for(m * n * lane_groups(k), blocks.len());
     let parts: Vec<Mutex<SoftmaxPart>> = split_blocks(blocks.len(), threads)
         .into_iter()
-        .map(|owned| {
-            Mutex::new(SoftmaxPart::new(
-                theta.view(),
-                &blocks,
-                owned,
-                sgd.batch.min(m),
-            ))
-        })
+        .map(|owned| Mutex::new(SoftmaxPart::new(theta.view(), &blocks, owned)))
         .collect();
     let shared = EpochShared::new(
         x.as_slice().expect("standard layout"),
@@ -107,11 +100,8 @@ fn pixel_blocks(n: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// One thread's share: the pixel blocks it owns, their rows of θ held
-/// transposed by chunks of 16 pixels, and for each of its chunks the rows
-/// of the current minibatch in which the chunk has a non-zero pixel (found
-/// from each row's bit mask of non-zero chunks once the forward pass is
-/// done, so that its multiply-add loop does no bookkeeping).
+/// One thread's share: the pixel blocks it owns and their rows of θ held
+/// transposed by chunks of 16 pixels.
 struct SoftmaxPart {
     blocks: Range<usize>,
     pixels: Range<usize>,
@@ -120,26 +110,12 @@ struct SoftmaxPart {
     group: usize,
     kpad: usize,
     theta_t: Vec<Lanes>,
-    /// `capacity` row slots per owned chunk (and 16 of slack at the end),
-    /// `count` of them in use.
-    rows: Vec<u32>,
-    count: Vec<usize>,
-    capacity: usize,
-    /// Bit c % 64 of `masks[(c / 64) * capacity + i]`: whether owned chunk c
-    /// is non-zero in row i of the minibatch.
-    masks: Vec<u64>,
 }
 
 impl SoftmaxPart {
-    fn new(
-        theta: ArrayView2<'_, f32>,
-        all: &[Range<usize>],
-        owned: Range<usize>,
-        batch: usize,
-    ) -> Self {
+    fn new(theta: ArrayView2<'_, f32>, all: &[Range<usize>], owned: Range<usize>) -> Self {
         let (group, kpad) = class_groups(theta.ncols());
         let pixels = all[owned.start].start..all[owned.end - 1].end;
-        let own_chunks = chunks(pixels.len());
         SoftmaxPart {
             blocks: owned,
             first: pixels.start / LANES,
@@ -147,10 +123,6 @@ impl SoftmaxPart {
             pixels,
             group,
             kpad,
-            rows: vec![0; own_chunks * batch + LANES],
-            count: vec![0; own_chunks],
-            capacity: batch,
-            masks: vec![0; own_chunks.div_ceil(64) * batch],
         }
     }
 
@@ -169,52 +141,54 @@ impl SoftmaxPart {
             .clone()
             .map(|b| sh.partials[parity][b].write().expect("no thread panicked"))
             .collect();
-        self.masks.fill(0);
-        let (first, kpad, capacity) = (self.first, self.kpad, self.capacity);
-        let b = rows.len();
-        for (i, r) in rows.enumerate() {
-            let row = &sh.x[r * n..(r + 1) * n];
-            // Row i of the next minibatch, read while this one is worked on.
-            let next =
-                sh.x.get((r + sh.batch) * n..(r + sh.batch + 1) * n)
-                    .unwrap_or(&[]);
-            let masks = &mut self.masks;
-            let mut record = |window: usize, mask: u64| {
-                let at = window - first;
-                let (word, shift) = (at / 64, at % 64);
-                masks[word * capacity + i] |= mask << shift;
-                if shift > 0 && mask >> (64 - shift) != 0 {
-                    masks[(word + 1) * capacity + i] |= mask >> (64 - shift);
-                }
-            };
-            for (blk, partial) in blocks[self.blocks.clone()].iter().zip(partials.iter_mut()) {
-                let span = blk.start / LANES..blk.end.div_ceil(LANES);
+        let (first, kpad) = (self.first, self.kpad);
+        let row = |i: usize| {
+            let r = rows.start + i;
+            &sh.x[r * n..(r + 1) * n]
+        };
+        // Row i of the next minibatch, read while this one is worked on.
+        let next = |i: usize| {
+            let r = rows.start + i + sh.batch;
+            sh.x.get(r * n..(r + 1) * n).unwrap_or(&[])
+        };
+        for (blk, partial) in blocks[self.blocks.clone()].iter().zip(partials.iter_mut()) {
+            let span = blk.start / LANES..blk.end.div_ceil(LANES);
+            let mut store = |i: usize, q: usize, acc: &[Lanes; CG]| {
                 let out = partial[i * kg..(i + 1) * kg].as_flattened_mut();
+                out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(acc));
+            };
+            // Rows two at a time (each chunk of θ loaded once for both),
+            // then the odd one out.
+            let pairs = rows.len() / 2 * 2;
+            for i in (0..pairs).step_by(2) {
                 for q in 0..kpad / CG {
-                    // The first class group notes the non-zero chunks and
-                    // prefetches; later groups see the same row again.
-                    let acc = row_logits::<I, CG>(
-                        row,
+                    let ahead = if q == 0 {
+                        [next(i), next(i + 1)]
+                    } else {
+                        [&[][..]; 2]
+                    };
+                    let [a, b] = rows_logits::<I, 2, CG>(
+                        [row(i), row(i + 1)],
                         span.clone(),
-                        &self.theta_t,
-                        first,
-                        kpad,
-                        q,
-                        &mut |window, mask| {
-                            if q == 0 {
-                                record(window, mask)
-                            }
-                        },
-                        if q == 0 { next } else { &[] },
+                        (&self.theta_t, first, kpad, q),
+                        ahead,
                     );
-                    out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
+                    store(i, q, &a);
+                    store(i + 1, q, &b);
                 }
             }
-        }
-        // Each owned chunk's rows, in order.
-        for (c, count) in self.count.iter_mut().enumerate() {
-            let masks = &self.masks[(c / 64) * capacity..][..b];
-            *count = rows_with_bit::<I>(masks, (c % 64) as u32, &mut self.rows[c * capacity..]);
+            for i in pairs..rows.len() {
+                for q in 0..kpad / CG {
+                    let ahead = if q == 0 { [next(i)] } else { [&[][..]] };
+                    let [a] = rows_logits::<I, 1, CG>(
+                        [row(i)],
+                        span.clone(),
+                        (&self.theta_t, first, kpad, q),
+                        ahead,
+                    );
+                    store(i, q, &a);
+                }
+            }
         }
     }
 
@@ -229,20 +203,9 @@ impl SoftmaxPart {
         let (n, kg, kpad) = (sh.n, sh.kg, self.kpad);
         let step = -(sh.lr / rows.len() as f32);
         let x = &sh.x[rows.start * n..rows.end * n];
-        for (c, &count) in self.count.iter().enumerate() {
-            let list = &self.rows[c * self.capacity..c * self.capacity + count];
-            if list.is_empty() {
-                continue;
-            }
+        for c in 0..chunks(self.pixels.len()) {
             for q in 0..kpad / CG {
-                let acc = chunk_gradient::<I, CG>(
-                    list,
-                    |i| &x[i * n..(i + 1) * n],
-                    self.first + c,
-                    g,
-                    kg,
-                    q,
-                );
+                let acc = chunk_gradient::<I, CG>((x, n), self.first + c, (g, kg), q);
                 let at = c * kpad + q * CG;
                 for (t, a) in self.theta_t[at..at + CG].iter_mut().zip(&acc) {
                     for l in 0..LANES {
@@ -343,23 +306,40 @@ fn linear_logits_group<I: Isa, const CG: usize>(
 ) {
     let (n, kpad) = (model.n, model.kpad);
     let kg = lane_groups(model.k);
-    /// Rows ahead of the one being multiplied that are prefetched.
+    let theta = (&model.theta_t[..], 0, kpad);
+    /// Rows ahead of those being multiplied that are prefetched.
     const AHEAD: usize = 4;
-    for (i, (row, out)) in x.chunks_exact(n).zip(out.chunks_exact_mut(kg)).enumerate() {
-        let out = out.as_flattened_mut();
-        let ahead = x.get((i + AHEAD) * n..(i + AHEAD + 1) * n).unwrap_or(&[]);
+    let ahead = |i: usize| x.get((i + AHEAD) * n..(i + AHEAD + 1) * n).unwrap_or(&[]);
+    let rows = x.len() / n;
+    let mut store = |i: usize, q: usize, acc: &[Lanes; CG]| {
+        let o = out[i * kg..(i + 1) * kg].as_flattened_mut();
+        o[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(acc));
+    };
+    // Rows two at a time, then the odd one out, as in the epoch.
+    let pairs = rows / 2 * 2;
+    for i in (0..pairs).step_by(2) {
+        let both = [&x[i * n..(i + 1) * n], &x[(i + 1) * n..(i + 2) * n]];
         for q in 0..kpad / CG {
-            let acc = row_logits::<I, CG>(
-                row,
+            let pf = if q == 0 {
+                [ahead(i), ahead(i + 1)]
+            } else {
+                [&[][..]; 2]
+            };
+            let [a, b] = rows_logits::<I, 2, CG>(both, 0..chunks(n), (theta.0, 0, kpad, q), pf);
+            store(i, q, &a);
+            store(i + 1, q, &b);
+        }
+    }
+    for i in pairs..rows {
+        for q in 0..kpad / CG {
+            let pf = if q == 0 { [ahead(i)] } else { [&[][..]] };
+            let [a] = rows_logits::<I, 1, CG>(
+                [&x[i * n..(i + 1) * n]],
                 0..chunks(n),
-                &model.theta_t,
-                0,
-                kpad,
-                q,
-                &mut |_, _| {},
-                ahead,
+                (theta.0, 0, kpad, q),
+                pf,
             );
-            out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(&acc));
+            store(i, q, &a);
         }
     }
 }

@@ -169,8 +169,6 @@ struct NnPart {
     w2t: Vec<f32>,
     /// Classes per group in the W2 gradient (see [`class_groups`]).
     group: usize,
-    /// 0, 1, … : the rows of a minibatch.
-    all_rows: Vec<u32>,
     z1: Vec<f32>,
     g1: Vec<f32>,
     /// The next minibatch's block of X for this part's CSC piece, fetched
@@ -201,7 +199,6 @@ impl NnPart {
             w2t: vec![0.0; k * width],
             w2: w2p,
             group: class_groups(k).0,
-            all_rows: (0..batch as u32).collect(),
             z1: vec![0.0; batch * width],
             g1: vec![0.0; batch * width],
             prefetch: Prefetcher::none(),
@@ -383,13 +380,12 @@ fn rows_logits<I: Isa, const R: usize>(
 fn update_w2t<I: Isa, const CG: usize>(
     (z1, w): (&[f32], usize),
     (g2, kg): (&[Lanes], usize),
-    rows: &[u32],
     w2t: &mut [f32],
     (k, step): (usize, f32),
 ) {
     for block in 0..w / LANES {
         for q in 0..k.div_ceil(CG) {
-            let acc = chunk_gradient::<I, CG>(rows, |i| &z1[i * w..(i + 1) * w], block, g2, kg, q);
+            let acc = chunk_gradient::<I, CG>((z1, w), block, (g2, kg), q);
             for (c, a) in (q * CG..k).zip(&acc) {
                 let at = c * w + block * LANES;
                 let w2c: &mut Lanes = (&mut w2t[at..at + LANES]).try_into().expect("lanes");
@@ -517,9 +513,8 @@ impl EpochPart for NnPart {
         let step = -(sh.lr / b as f32);
         // W2 ← W2 − lr/b · Z1ᵀ G2, 16 units at a time: each class's
         // gradient summed over the rows in registers, applied to W2ᵀ.
-        let all_rows = &self.all_rows[..b];
         let (group, w2t) = (self.group, &mut self.w2t);
-        with_class_group!(group, CG => update_w2t::<I, CG>((z1, w), (g2, kg), all_rows, w2t, (k, step)));
+        with_class_group!(group, CG => update_w2t::<I, CG>((z1, w), (g2, kg), w2t, (k, step)));
         self.untranspose_w2(k, kg);
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
         let g1 = (&self.g1[..b * w], step);
