@@ -248,7 +248,7 @@ pub(crate) fn rows_logits<I: Isa, const R: usize, const CG: usize>(
     for (j, th) in th.chunks_exact(kpad).enumerate() {
         let mut x = [[0.0f32; LANES]; R];
         for r in 0..R {
-            if let Some(line) = ahead[r].get(j * LANES..) {
+            if let Some(line) = ahead[r].get(j * LANES..j * LANES + 1) {
                 prefetch_line(line);
             }
             x[r] = xs[r][j * LANES..(j + 1) * LANES]
@@ -284,19 +284,25 @@ fn fma_rows<I: Isa, const R: usize, const CG: usize>(
 
 /// `Σ_i g[i][q·CG + c] · x[i][chunk s]` over every row i of `x` (rows of
 /// `n`), in row order; `g` holds `kg` lane groups per row. Rows whose chunk
-/// is zero add ±0, which changes no sum (as long as g is finite).
+/// is zero add ±0, which changes no sum (as long as g is finite). Chunk s
+/// of each row of `ahead` (laid out as `x`, possibly shorter or empty) is
+/// prefetched meanwhile.
 #[inline(always)]
 pub(crate) fn chunk_gradient<I: Isa, const CG: usize>(
     (x, n): (&[f32], usize),
     s: usize,
     (g, kg): (&[Lanes], usize),
     q: usize,
+    ahead: &[f32],
 ) -> [Lanes; CG] {
     let mut acc = [[0.0f32; LANES]; CG];
     // A whole chunk is loaded in place; the zero-padded copy of a partial
     // one stays out of the whole chunks' loop (see rows_logits).
     if (s + 1) * LANES <= n {
-        for (row, gi) in x.chunks_exact(n).zip(g.chunks_exact(kg)) {
+        for (i, (row, gi)) in x.chunks_exact(n).zip(g.chunks_exact(kg)).enumerate() {
+            if let Some(line) = ahead.get(i * n + s * LANES..i * n + s * LANES + 1) {
+                prefetch_line(line);
+            }
             let x: &Lanes = row[s * LANES..(s + 1) * LANES]
                 .try_into()
                 .expect("a whole chunk");

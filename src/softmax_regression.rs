@@ -203,9 +203,16 @@ impl SoftmaxPart {
         let (n, kg, kpad) = (sh.n, sh.kg, self.kpad);
         let step = -(sh.lr / rows.len() as f32);
         let x = &sh.x[rows.start * n..rows.end * n];
+        // The next minibatch's rows, whose lines the forward pass already
+        // asked for: asked again here, chunk by chunk. Measured (rotated
+        // runs, 2 threads): 18.6–21.3 → 16.5–17.1 ms an epoch, so some of
+        // the first requests do not bring their line in time.
+        let next = sh.x.get(rows.end * n..).unwrap_or(&[]);
+        let next = &next[..next.len().min(rows.len() * n)];
         for c in 0..chunks(self.pixels.len()) {
             for q in 0..kpad / CG {
-                let acc = chunk_gradient::<I, CG>((x, n), self.first + c, (g, kg), q);
+                let ahead = if q == 0 { next } else { &[] };
+                let acc = chunk_gradient::<I, CG>((x, n), self.first + c, (g, kg), q, ahead);
                 let at = c * kpad + q * CG;
                 for (t, a) in self.theta_t[at..at + CG].iter_mut().zip(&acc) {
                     for l in 0..LANES {
