@@ -282,54 +282,64 @@ fn fma_rows<I: Isa, const R: usize, const CG: usize>(
     }
 }
 
-/// `Σ_i g[i][q·CG + c] · x[i][chunk s]` over every row i of `x` (rows of
-/// `n`), in row order; `g` holds `kg` lane groups per row. Rows whose chunk
-/// is zero add ±0, which changes no sum (as long as g is finite). Chunk s
-/// of each row of `ahead` (laid out as `x`, possibly shorter or empty) is
+/// `Σ_i g[i][q·CG + c] · x[i][chunk s + j]` for the `S` chunks `s + j`
+/// over every row i of `x` (rows of `n`), in row order; `g` holds `kg` lane
+/// groups per row. With S = 2 each row's gradients are broadcast once for
+/// both chunks, which must then lie whole in the rows. Rows whose chunk is
+/// zero add ±0, which changes no sum (as long as g is finite). The chunks
+/// of each row of `ahead` (laid out as `x`, possibly shorter or empty) are
 /// prefetched meanwhile.
 #[inline(always)]
-pub(crate) fn chunk_gradient<I: Isa, const CG: usize>(
+pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize>(
     (x, n): (&[f32], usize),
     s: usize,
     (g, kg): (&[Lanes], usize),
     q: usize,
     ahead: &[f32],
-) -> [Lanes; CG] {
-    let mut acc = [[0.0f32; LANES]; CG];
-    // A whole chunk is loaded in place; the zero-padded copy of a partial
+) -> [[Lanes; CG]; S] {
+    let mut acc = [[[0.0f32; LANES]; CG]; S];
+    // Whole chunks are loaded in place; the zero-padded copy of a partial
     // one stays out of the whole chunks' loop (see rows_logits).
-    if (s + 1) * LANES <= n {
+    if (s + S) * LANES <= n {
+        let (a, b) = (s * LANES, (s + S) * LANES);
         for (i, (row, gi)) in x.chunks_exact(n).zip(g.chunks_exact(kg)).enumerate() {
-            if let Some(line) = ahead.get(i * n + s * LANES..i * n + s * LANES + 1) {
-                prefetch_line(line);
+            for j in 0..S {
+                let at = i * n + a + j * LANES;
+                if let Some(line) = ahead.get(at..at + 1) {
+                    prefetch_line(line);
+                }
             }
-            let x: &Lanes = row[s * LANES..(s + 1) * LANES]
-                .try_into()
-                .expect("a whole chunk");
-            gradient_step::<I, CG>(&mut acc, x, gi, q);
+            let row = &row[a..b];
+            let xs: [Lanes; S] =
+                std::array::from_fn(|j| row[j * LANES..(j + 1) * LANES].try_into().expect("whole"));
+            gradient_step::<I, S, CG>(&mut acc, &xs, gi, q);
         }
     } else {
+        assert!(S == 1, "two chunks must lie whole in the rows");
         for (row, gi) in x.chunks_exact(n).zip(g.chunks_exact(kg)) {
-            gradient_step::<I, CG>(&mut acc, &load_chunk(row, s), gi, q);
+            let xs: [Lanes; S] = std::array::from_fn(|j| load_chunk(row, s + j));
+            gradient_step::<I, S, CG>(&mut acc, &xs, gi, q);
         }
     }
     acc
 }
 
-/// `acc[c] += g[q·CG + c] · x` for one row's gradients `gi`.
+/// `acc[j][c] += g[q·CG + c] · x[j]` for one row's gradients `gi`.
 #[inline(always)]
-fn gradient_step<I: Isa, const CG: usize>(
-    acc: &mut [Lanes; CG],
-    x: &Lanes,
+fn gradient_step<I: Isa, const S: usize, const CG: usize>(
+    acc: &mut [[Lanes; CG]; S],
+    x: &[Lanes; S],
     gi: &[Lanes],
     q: usize,
 ) {
     let gi: &[f32; CG] = gi.as_flattened()[q * CG..(q + 1) * CG]
         .try_into()
         .expect("CG classes");
-    for (a, &gc) in acc.iter_mut().zip(gi) {
-        for l in 0..LANES {
-            a[l] = mul_add::<I>(gc, x[l], a[l]);
+    for (acc, x) in acc.iter_mut().zip(x) {
+        for (a, &gc) in acc.iter_mut().zip(gi) {
+            for l in 0..LANES {
+                a[l] = mul_add::<I>(gc, x[l], a[l]);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
 use crate::parallel::{run_team, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
-use crate::simd::{mul_add, multiversion, Isa, Lanes, LANES};
+use crate::simd::{axpy_n, multiversion, Isa, Lanes, LANES};
 use crate::softmax_rows::{drive_epoch, lane_groups, EpochPart, EpochShared};
 
 /// Input pixels are split into this many fixed blocks (fewer when n is
@@ -192,6 +192,15 @@ impl SoftmaxPart {
         }
     }
 
+    /// `θᵀ[chunk c][class group q] += step · acc`.
+    #[inline(always)]
+    fn apply<I: Isa, const CG: usize>(&mut self, c: usize, q: usize, step: f32, acc: &[Lanes; CG]) {
+        let at = c * self.kpad + q * CG;
+        for (t, a) in self.theta_t[at..at + CG].iter_mut().zip(acc) {
+            axpy_n::<I, LANES>(t, step, a);
+        }
+    }
+
     /// [`EpochPart::backward`] for class groups of `CG`.
     #[inline(always)]
     fn backward_group<I: Isa, const CG: usize>(
@@ -209,17 +218,24 @@ impl SoftmaxPart {
         // the first requests do not bring their line in time.
         let next = sh.x.get(rows.end * n..).unwrap_or(&[]);
         let next = &next[..next.len().min(rows.len() * n)];
-        for c in 0..chunks(self.pixels.len()) {
+        // Two chunks at a time where both lie whole in the rows, then one.
+        let (own, first) = (chunks(self.pixels.len()), self.first);
+        let mut c = 0;
+        while c < own {
+            let two = c + 1 < own && (first + c + 2) * LANES <= n;
             for q in 0..kpad / CG {
                 let ahead = if q == 0 { next } else { &[] };
-                let acc = chunk_gradient::<I, CG>((x, n), self.first + c, (g, kg), q, ahead);
-                let at = c * kpad + q * CG;
-                for (t, a) in self.theta_t[at..at + CG].iter_mut().zip(&acc) {
-                    for l in 0..LANES {
-                        t[l] = mul_add::<I>(step, a[l], t[l]);
+                if two {
+                    let accs = chunk_gradient::<I, 2, CG>((x, n), first + c, (g, kg), q, ahead);
+                    for (j, acc) in accs.iter().enumerate() {
+                        self.apply::<I, CG>(c + j, q, step, acc);
                     }
+                } else {
+                    let [acc] = chunk_gradient::<I, 1, CG>((x, n), first + c, (g, kg), q, ahead);
+                    self.apply::<I, CG>(c, q, step, &acc);
                 }
             }
+            c += if two { 2 } else { 1 };
         }
     }
 }
