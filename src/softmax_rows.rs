@@ -298,36 +298,62 @@ pub(crate) fn lane_groups(k: usize) -> usize {
     k.div_ceil(LANES)
 }
 
-/// Replaces the first `k` logits of `row` by `softmax(z) − onehot(label)`
-/// and zeroes the padding lanes: the gradient of the row's loss with
-/// respect to its logits. The maximum is subtracted first so that large
-/// logits stay finite; `exp` is taken a lane group at a time
-/// ([`exp_lanes`], rounded as `f32::exp`) and the sum in class order.
+/// The first step of [`minibatch_gradients`]' softmax: replaces the first
+/// `k` logits `z` of `row` by `z − max(z)` and the padding lanes by −∞
+/// (whose `exp` is 0). The maximum skips NaN (as a fold with `v > m`
+/// does); it is taken lane-wise over the groups and then by halving, which
+/// gives the same value in any order, but for the sign of a zero maximum,
+/// which changes no difference `v − max` that `exp` can tell apart.
 #[inline(always)]
-pub(crate) fn softmax_minus_onehot<I: Isa>(row: &mut [Lanes], k: usize, label: u8) {
-    let max = row.as_flattened()[..k]
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+fn shift_by_max(row: &mut [Lanes], k: usize) {
+    let mut top = [f32::NEG_INFINITY; LANES];
+    for (g, group) in row.iter().enumerate() {
+        for l in 0..LANES {
+            let v = group[l];
+            if g * LANES + l < k && v > top[l] {
+                top[l] = v;
+            }
+        }
+    }
+    let mut half = LANES / 2;
+    while half > 0 {
+        for l in 0..half {
+            if top[l + half] > top[l] {
+                top[l] = top[l + half];
+            }
+        }
+        half /= 2;
+    }
+    let max = top[0];
     for (g, group) in row.iter_mut().enumerate() {
-        let mut shifted = [f32::NEG_INFINITY; LANES];
-        for (l, d) in shifted.iter_mut().enumerate() {
-            if g * LANES + l < k {
-                *d = group[l] - max;
-            }
-        }
-        *group = exp_lanes::<I>(&shifted);
-        for (l, e) in group.iter_mut().enumerate() {
-            if g * LANES + l >= k {
-                *e = 0.0;
-            }
+        for l in 0..LANES {
+            group[l] = if g * LANES + l < k {
+                group[l] - max
+            } else {
+                f32::NEG_INFINITY
+            };
         }
     }
-    let live = &mut row.as_flattened_mut()[..k];
-    let sum = live.iter().fold(0.0f32, |s, &v| s + v);
-    for v in live.iter_mut() {
-        *v /= sum;
+}
+
+/// The last step of [`minibatch_gradients`]' softmax: divides the `k`
+/// exponentials in `row` by their sum (taken in class order) and subtracts
+/// 1 at `label`, which gives `softmax(z) − onehot(label)`, the gradient of
+/// the row's loss with respect to its logits. Padding lanes stay 0.
+#[inline(always)]
+fn normalize_minus_onehot(row: &mut [Lanes], k: usize, label: u8) {
+    let sum = row.as_flattened()[..k].iter().fold(0.0f32, |s, &v| s + v);
+    // Each quotient is rounded once, lane-wise or not.
+    for (g, group) in row.iter_mut().enumerate() {
+        for l in 0..LANES {
+            group[l] = if g * LANES + l < k {
+                group[l] / sum
+            } else {
+                0.0
+            };
+        }
     }
-    live[usize::from(label)] -= 1.0;
+    row.as_flattened_mut()[usize::from(label)] -= 1.0;
 }
 
 /// `exp(x)` lane by lane for `x ≤ 0` (the shifted logits of a softmax),
@@ -436,8 +462,16 @@ pub(crate) fn minibatch_gradients<I: Isa>(
             add_partial(out, p, index == 0);
         }
     }
+    // The softmax a step at a time over all the rows, so that the rows'
+    // exponentials (long chains of dependent operations each) overlap.
+    for row in g.chunks_exact_mut(kg) {
+        shift_by_max(row, k);
+    }
+    for group in g.iter_mut() {
+        *group = exp_lanes::<I>(group);
+    }
     for (row, &label) in g.chunks_exact_mut(kg).zip(labels) {
-        softmax_minus_onehot::<I>(row, k, label);
+        normalize_minus_onehot(row, k, label);
     }
 }
 
