@@ -325,14 +325,8 @@ fn shift_by_max(row: &mut [Lanes], k: usize) {
         half /= 2;
     }
     let max = top[0];
-    for (g, group) in row.iter_mut().enumerate() {
-        for l in 0..LANES {
-            group[l] = if g * LANES + l < k {
-                group[l] - max
-            } else {
-                f32::NEG_INFINITY
-            };
-        }
+    for (c, v) in row.as_flattened_mut().iter_mut().enumerate() {
+        *v = if c < k { *v - max } else { f32::NEG_INFINITY };
     }
 }
 
@@ -344,14 +338,8 @@ fn shift_by_max(row: &mut [Lanes], k: usize) {
 fn normalize_minus_onehot(row: &mut [Lanes], k: usize, label: u8) {
     let sum = row.as_flattened()[..k].iter().fold(0.0f32, |s, &v| s + v);
     // Each quotient is rounded once, lane-wise or not.
-    for (g, group) in row.iter_mut().enumerate() {
-        for l in 0..LANES {
-            group[l] = if g * LANES + l < k {
-                group[l] / sum
-            } else {
-                0.0
-            };
-        }
+    for (c, v) in row.as_flattened_mut().iter_mut().enumerate() {
+        *v = if c < k { *v / sum } else { 0.0 };
     }
     row.as_flattened_mut()[usize::from(label)] -= 1.0;
 }
