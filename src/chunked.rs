@@ -265,7 +265,7 @@ pub(crate) fn rows_logits<I: Isa, const R: usize, const CG: usize>(
     acc
 }
 
-/// `acc[r][c] += θ[c] ⊙ x[r]` for the `CG` lane groups of θ in `th`.
+/// `acc[r][c] += x[r] ⊙ θ[c]` for the `CG` lane groups of θ in `th`.
 #[inline(always)]
 fn fma_rows<I: Isa, const R: usize, const CG: usize>(
     acc: &mut [[Lanes; CG]; R],
@@ -324,7 +324,8 @@ pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize>(
     acc
 }
 
-/// `acc[j][c] += g[q·CG + c] · x[j]` for one row's gradients `gi`.
+/// `acc[j][c] += g[q·CG + c] · x[j]` for one row's gradients `gi`: the
+/// forward pass's [`fma_rows`] with each gradient broadcast to 16 lanes.
 #[inline(always)]
 fn gradient_step<I: Isa, const S: usize, const CG: usize>(
     acc: &mut [[Lanes; CG]; S],
@@ -332,16 +333,9 @@ fn gradient_step<I: Isa, const S: usize, const CG: usize>(
     gi: &[Lanes],
     q: usize,
 ) {
-    let gi: &[f32; CG] = gi.as_flattened()[q * CG..(q + 1) * CG]
-        .try_into()
-        .expect("CG classes");
-    for (acc, x) in acc.iter_mut().zip(x) {
-        for (a, &gc) in acc.iter_mut().zip(gi) {
-            for l in 0..LANES {
-                a[l] = mul_add::<I>(gc, x[l], a[l]);
-            }
-        }
-    }
+    let gi = &gi.as_flattened()[q * CG..(q + 1) * CG];
+    let broadcast: [Lanes; CG] = std::array::from_fn(|c| [gi[c]; LANES]);
+    fma_rows::<I, S, CG>(acc, x, &broadcast);
 }
 
 /// Runs `$body` with the const `$cg` set to the class-group size `$value`
