@@ -73,9 +73,9 @@ fn max_rel_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
 #[test]
 fn simd_levels_and_thread_counts_agree() {
     // k = 10 (one lane group) with 100 hidden units (6.25 groups), k = 20
-    // (two lane groups) with an odd hidden size, and more than 64 chunks of
-    // 16 pixels per softmax part (on one thread the second part's chunks
-    // start mid-window).
+    // (two lane groups) with an odd hidden size, and wide rows: 66 chunks of
+    // 16 pixels per softmax part, the second ending in a partial chunk that
+    // the gradient takes alone after its pairs of whole chunks.
     for (m, n, k, hidden) in [
         (6000, 784, 10, 100),
         (3001, 300, 20, 37),

@@ -20,8 +20,9 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (30, 33, 20, 7, 8),  // k = 20: three class groups, two lane groups
 ];
 
-/// Softmax regression only: more than 64 chunks of 16 pixels per thread
-/// (and a part whose chunks start mid-window on one thread). With dense
+/// Softmax regression only: wide rows, 66 chunks of 16 pixels per part, the
+/// second part ending in a partial chunk that the gradient takes alone
+/// after its pairs of whole chunks. With dense
 /// random pixels this wide, the network's logits saturate and three epochs
 /// at lr 0.2 amplify float32 rounding beyond the tolerance, so the network
 /// test does not use it.
