@@ -1,7 +1,7 @@
 //! Instruction-set dispatch for the kernels.
 //!
 //! The kernels are written once, in safe Rust, on fixed-width groups of
-//! [`LANES`] floats that LLVM vectorises. Each entry point is compiled three
+//! 16 floats (`LANES`) that LLVM vectorises. Each entry point is compiled three
 //! times — for AVX-512, for AVX2+FMA and portably — and the fastest one the
 //! CPU supports is picked at run time, so the shipped library needs no
 //! `-C target-cpu=native`. The AVX-512 and AVX2 builds compute the same

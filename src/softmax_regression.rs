@@ -1,7 +1,7 @@
 //! Softmax regression: one linear layer `X θ` trained by minibatch SGD.
 //!
 //! The epoch kernel works on chunks of 16 pixels with θ held transposed
-//! (see [`crate::chunked`]) and splits each minibatch between threads by
+//! (see the crate's private `chunked` module) and splits each minibatch between threads by
 //! fixed blocks of input pixels: each thread computes its blocks' partial
 //! logits; the threads meet; each sums the partials in block order and takes
 //! the softmax of its share of the rows; they meet again to share those

@@ -1,12 +1,12 @@
 //! The two-layer ReLU network `ReLU(X W1) W2` trained by minibatch SGD.
 //!
-//! The epoch kernel skips the zeros of X (see [`crate::sparse`]) and splits
-//! each minibatch between threads by fixed blocks of 16 hidden units. Each
-//! thread first scans its share of X's columns into its piece of the
-//! minibatch's CSC, which all threads then read; each computes its units of
-//! the hidden layer and their partial logits; the threads meet, each takes
-//! the softmax of its share of the rows (the partials summed in block order);
-//! then each updates its own columns of W1 and rows of W2.
+//! The epoch kernel skips the zeros of X (see the crate's private `sparse`
+//! module) and splits each minibatch between threads by fixed blocks of 16
+//! hidden units. Each thread first scans its share of X's columns into its
+//! piece of the minibatch's CSC, which all threads then read; each computes
+//! its units of the hidden layer and their partial logits; the threads meet,
+//! each takes the softmax of its share of the rows (the partials summed in
+//! block order); then each updates its own columns of W1 and rows of W2.
 //! The products with X walk it column by column (CSC) so that a tile of up
 //! to 128 hidden units of the accumulating rows stays in L1 cache. While they do,
 //! each thread prefetches its columns of the next minibatch a few lines per
