@@ -1,8 +1,9 @@
 //! `cargo bench --bench epochs`: median times of the library's epochs on the
 //! real MNIST training set (60000 × 784, batch 100, lr 0.1), evaluation and
 //! MNIST parsing. Set SML_NUM_THREADS to choose the thread count; pass a
-//! filter word (softmax, nn100, nn400, eval, parse, cached) to run only
-//! some; `cached` times softmax epochs on X held in cache.
+//! filter word (softmax, nn100, nn400, eval, parse, cached, floor) to run
+//! only some; `cached` times softmax epochs on X held in cache, `floor`
+//! how long reading X once takes.
 //! For the side-by-side comparison with numpy see bench/compare.py.
 
 use std::time::Instant;
@@ -36,6 +37,19 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
     cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
     times.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
     (times[runs / 2].0, times[0].0, cpu[runs / 2])
+}
+
+/// The bitwise OR of every float's bits, 16 at a time so that it vectorises.
+fn or_bits(part: &[f32]) -> u32 {
+    let mut acc = [0u32; 16];
+    let mut chunks = part.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a |= v.to_bits();
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0, |a, v| a | v.to_bits());
+    acc.iter().fold(tail, |a, v| a | v)
 }
 
 fn main() {
@@ -75,6 +89,29 @@ fn main() {
                 "softmax loss_err (60000)",
                 median_ms(9, || {
                     softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
+                }),
+            );
+        }
+    }
+    if wanted("floor") {
+        // What reading X once costs on this machine: each of `threads`
+        // threads ORs the bits of a contiguous share of its rows, with plain
+        // loads that the hardware prefetchers see as streams. No epoch that
+        // reads X can be faster; the softmax epoch uses at most 2 threads.
+        let xs = x.as_slice().expect("standard layout");
+        for threads in [1, 2].into_iter().filter(|&t| t <= num_threads()) {
+            report(
+                &format!("read X once, {threads} thr"),
+                median_ms(9, || {
+                    let per = xs.len().div_ceil(threads * 16) * 16;
+                    let bits = std::thread::scope(|s| {
+                        let parts: Vec<_> = xs
+                            .chunks(per)
+                            .map(|part| s.spawn(move || or_bits(part)))
+                            .collect();
+                        parts.into_iter().fold(0, |a, p| a | p.join().unwrap())
+                    });
+                    std::hint::black_box(bits);
                 }),
             );
         }
