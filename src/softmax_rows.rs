@@ -4,8 +4,8 @@
 //! epoch share.
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -36,6 +36,16 @@ pub(crate) struct EpochShared<'a> {
     pub barrier: Barrier,
     /// Minibatch from which thread 0 works alone (usize::MAX: never).
     solo_from: AtomicUsize,
+    /// The minibatch at which thread 0 calls the team back together after
+    /// working alone (usize::MAX: the epoch is over), set before it counts
+    /// up `calls` and wakes the waiting threads with `called`.
+    resume_at: AtomicUsize,
+    calls: Mutex<u64>,
+    called: Condvar,
+    /// Thread 0 works alone for [`FIRST_SOLO`] · 4^level before it calls
+    /// the team back: the process-wide [`SOLO_LEVEL`] when the epoch
+    /// starts, written back when it ends.
+    pub solo_level: AtomicU32,
 }
 
 impl<'a> EpochShared<'a> {
@@ -72,6 +82,31 @@ impl<'a> EpochShared<'a> {
                 .collect(),
             barrier: Barrier::new(threads),
             solo_from: AtomicUsize::new(usize::MAX),
+            resume_at: AtomicUsize::new(usize::MAX),
+            calls: Mutex::new(0),
+            called: Condvar::new(),
+            solo_level: AtomicU32::new(SOLO_LEVEL.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl EpochShared<'_> {
+    /// Wakes the threads waiting for thread 0 to call the team back.
+    fn call_team(&self) {
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.called.notify_all();
+    }
+}
+
+/// Sends the threads waiting to be called back home if thread 0 panics, so
+/// that the panic reaches the caller instead of a join that never returns.
+struct EndOnPanic<'s, 'a>(&'s EpochShared<'a>);
+
+impl Drop for EndOnPanic<'_, '_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.resume_at.store(usize::MAX, Ordering::Release);
+            self.0.call_team();
         }
     }
 }
@@ -122,6 +157,22 @@ const PARTNER_DESCHEDULED: Duration = Duration::from_millis(2);
 /// Minibatches over which waiting and working time are compared.
 const WINDOW: usize = 16;
 
+/// How long thread 0 works alone after the team disbands before it calls
+/// the others back, at solo level 0; each level waits 4 times longer.
+const FIRST_SOLO: Duration = Duration::from_millis(2);
+
+/// The solo level (see [`EpochShared::solo_level`]) the next epoch starts
+/// at: one higher for each time a team that was called back disbanded again
+/// within 8 times as long as it had been alone (a partner that keeps
+/// stalling: another process holds its core), one
+/// lower after each epoch whose team never disbanded, so that on a loaded
+/// machine epochs soon stay alone once disbanded, as they would without
+/// calling the team back.
+static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
+
+/// The highest solo level: 2 ms · 4⁶ ≈ 8 s alone.
+const MAX_SOLO_LEVEL: u32 = 6;
+
 /// The minibatch loop every epoch kernel shares, run by thread `me` of
 /// `parts.len()`: the parts' preparations (and a barrier if they share what
 /// they prepared); forward halves; a barrier; the softmax, each thread for
@@ -133,9 +184,13 @@ const WINDOW: usize = 16;
 /// partner sharing its core with another process), the team disbands two
 /// minibatches later — a point every thread agrees on: the request is stored
 /// before the next barrier and read after it — and thread 0 steps every part
-/// alone. The blocks and the order their partial sums are combined in stay
-/// the same, so the result is bit-identical either way; only the time
-/// differs.
+/// alone while the others sleep until it calls them back. A stall can be brief (a
+/// virtual CPU the host paused for a few milliseconds), so after working
+/// alone for a while ([`FIRST_SOLO`] at first, 4 times longer each time a
+/// team called back disbands again, see [`SOLO_LEVEL`]) thread 0 calls the
+/// team back at the start of a minibatch. The blocks and the order their
+/// partial sums are combined in stay the same, so the result is
+/// bit-identical either way; only the time differs.
 #[inline(always)]
 pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
     sh: &EpochShared<'_>,
@@ -144,21 +199,66 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
     me: usize,
 ) {
     let _poison = sh.barrier.poison_on_panic();
+    let _end = (me == 0).then_some(EndOnPanic(sh));
     let mut g = vec![[0.0; LANES]; sh.batch.min(sh.m) * sh.kg];
     let mut mine = vec![parts[me].lock().expect("no thread panicked")];
     let mut team = parts.len() > 1;
     let mut pace = Pace::new();
+    // Thread 0's time alone since the team last disbanded, its solo level,
+    // whether the team has disbanded in this epoch and when thread 0 last
+    // called it back; the other threads' first minibatch after waiting.
+    let mut alone_since = Instant::now();
+    let mut level = sh.solo_level.load(Ordering::Relaxed);
+    let (mut disbanded, mut called_back) = (false, None::<Instant>);
+    let mut resume = 0;
     for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
+        if index < resume {
+            continue;
+        }
         if team && sh.solo_from.load(Ordering::Acquire) <= index {
-            if me != 0 {
-                return;
-            }
             team = false;
-            mine.extend(
-                parts[1..]
-                    .iter()
-                    .map(|p| p.lock().expect("no thread panicked")),
-            );
+            if me != 0 {
+                // Thread 0 takes this part over until it calls the team back
+                // (which it can only do once it holds the part).
+                let mut calls = sh.calls.lock().unwrap_or_else(PoisonError::into_inner);
+                let seen = *calls;
+                mine.clear();
+                while *calls == seen {
+                    calls = sh
+                        .called
+                        .wait(calls)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                drop(calls);
+                resume = sh.resume_at.load(Ordering::Acquire);
+                if resume == usize::MAX {
+                    return;
+                }
+                mine.push(parts[me].lock().expect("no thread panicked"));
+                (team, pace) = (true, Pace::new());
+                if index < resume {
+                    continue;
+                }
+            } else {
+                mine.extend(
+                    parts[1..]
+                        .iter()
+                        .map(|p| p.lock().expect("no thread panicked")),
+                );
+                (alone_since, disbanded) = (Instant::now(), true);
+                if called_back.is_some_and(|t| t.elapsed() < FIRST_SOLO * 4u32.pow(level) * 8) {
+                    level = (level + 1).min(MAX_SOLO_LEVEL);
+                }
+            }
+        }
+        if !team && parts.len() > 1 && alone_since.elapsed() >= FIRST_SOLO * 4u32.pow(level) {
+            // Stored before the others wake, and read after; they meet again
+            // at this minibatch's first barrier.
+            mine.truncate(1);
+            sh.solo_from.store(usize::MAX, Ordering::Relaxed);
+            sh.resume_at.store(index, Ordering::Release);
+            sh.call_team();
+            (team, pace, called_back) = (true, Pace::new(), Some(Instant::now()));
         }
         let parity = index % 2;
         for part in mine.iter_mut() {
@@ -220,6 +320,19 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
         for part in mine.iter_mut() {
             part.backward::<I>(sh, extra, rows.clone(), parity, &g);
         }
+    }
+    if me == 0 && parts.len() > 1 {
+        if !disbanded {
+            level = level.saturating_sub(1);
+        }
+        if !team {
+            // The others still wait to be called back: the epoch is over.
+            mine.truncate(1);
+            sh.resume_at.store(usize::MAX, Ordering::Release);
+            sh.call_team();
+        }
+        sh.solo_level.store(level, Ordering::Relaxed);
+        SOLO_LEVEL.store(level, Ordering::Relaxed);
     }
 }
 
@@ -471,10 +584,16 @@ mod tests {
     use std::thread::ThreadId;
 
     /// A part that records which thread stepped it, minibatch by minibatch,
-    /// and whose forward half stalls once, like a thread the OS stopped.
+    /// and whose forward half stalls once, like a thread the OS stopped (or,
+    /// with `keep_stalling`, at every later minibatch its first thread
+    /// steps, like a thread sharing its core), and otherwise takes `work`
+    /// (sleeping).
     struct Recorder {
         block: usize,
         stall_at: Option<usize>,
+        keep_stalling: bool,
+        panic_at: Option<usize>,
+        work: Duration,
         forward: Vec<(usize, ThreadId)>,
         backward: Vec<(usize, ThreadId)>,
     }
@@ -489,9 +608,17 @@ mod tests {
             parity: usize,
         ) {
             let index = rows.start / sh.batch;
+            let owner = self
+                .forward
+                .first()
+                .is_none_or(|&(_, t)| t == std::thread::current().id());
+            assert_ne!(self.panic_at, Some(index), "the part's kernel failed");
             if self.stall_at == Some(index) {
                 std::thread::sleep(Duration::from_millis(20));
+            } else if self.keep_stalling && owner && self.stall_at.is_some_and(|at| index > at) {
+                std::thread::sleep(Duration::from_millis(5));
             }
+            std::thread::sleep(self.work);
             let mut partial = sh.partials[parity][self.block].write().unwrap();
             partial
                 .iter_mut()
@@ -570,11 +697,16 @@ mod tests {
         let x = vec![0.0f32; m];
         let y = vec![0u8; m];
         let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
+        // Alone for seconds: thread 0 keeps both parts to the epoch's end.
+        sh.solo_level.store(MAX_SOLO_LEVEL, Ordering::Relaxed);
         let parts: Vec<Mutex<Recorder>> = (0..2)
             .map(|block| {
                 Mutex::new(Recorder {
                     block,
                     stall_at: (block == 1).then_some(3),
+                    keep_stalling: false,
+                    panic_at: None,
+                    work: Duration::ZERO,
                     forward: Vec::new(),
                     backward: Vec::new(),
                 })
@@ -608,5 +740,141 @@ mod tests {
         for &(i, thread) in parts[1].forward.iter().chain(&parts[1].backward) {
             assert_eq!(thread == zero, i >= from, "minibatch {i}");
         }
+    }
+
+    #[test]
+    fn the_team_comes_back_after_a_brief_stall() {
+        // 40 minibatches of 1 ms per part: after the stall, thread 0 works
+        // alone (2 ms a minibatch) for FIRST_SOLO, then calls thread 1 back.
+        let (m, batch) = (400, 10);
+        let x = vec![0.0f32; m];
+        let y = vec![0u8; m];
+        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
+        // Other tests' epochs may have left the process-wide level higher.
+        sh.solo_level.store(0, Ordering::Relaxed);
+        let parts: Vec<Mutex<Recorder>> = (0..2)
+            .map(|block| {
+                Mutex::new(Recorder {
+                    block,
+                    stall_at: (block == 1).then_some(3),
+                    keep_stalling: false,
+                    panic_at: None,
+                    work: Duration::from_millis(1),
+                    forward: Vec::new(),
+                    backward: Vec::new(),
+                })
+            })
+            .collect();
+        run_team(2, |me| {
+            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+        });
+        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
+        for part in &parts {
+            let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(seen, (0..40).collect::<Vec<_>>(), "every minibatch once");
+            let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        }
+        let zero = parts[0].forward[0].1;
+        let by_zero: Vec<bool> = parts[1].forward.iter().map(|&(_, t)| t == zero).collect();
+        for (f, b) in parts[1].forward.iter().zip(&parts[1].backward) {
+            assert_eq!(f.1, b.1, "both halves of minibatch {} by one thread", f.0);
+        }
+        assert!(parts[0].forward.iter().all(|&(_, t)| t == zero));
+        let from = by_zero.iter().position(|&z| z).expect("the team disbanded");
+        assert!((2..=5).contains(&from), "disbanded from minibatch {from}");
+        // Alone, thread 0 takes ~2 ms a minibatch, so it calls the team back
+        // within a few (more, if the test machine stalls thread 1 again).
+        let back = from
+            + by_zero[from..]
+                .iter()
+                .position(|&z| !z)
+                .expect("the team came back");
+        assert!(back <= from + 10, "alone from minibatch {from} to {back}");
+    }
+
+    #[test]
+    fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time() {
+        // Thread 1 stalls 5 ms at every minibatch it steps from the 4th on:
+        // each time thread 0 calls it back the team disbands again, and
+        // thread 0 works alone 4 times longer (2, 8, 32 ms: about 1, 4 and 16
+        // minibatches of 2 ms), so the epoch ends alone at level 3 or so.
+        let (m, batch) = (600, 10);
+        let x = vec![0.0f32; m];
+        let y = vec![0u8; m];
+        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
+        sh.solo_level.store(0, Ordering::Relaxed);
+        let parts: Vec<Mutex<Recorder>> = (0..2)
+            .map(|block| {
+                Mutex::new(Recorder {
+                    block,
+                    stall_at: (block == 1).then_some(3),
+                    keep_stalling: true,
+                    panic_at: None,
+                    work: Duration::from_millis(1),
+                    forward: Vec::new(),
+                    backward: Vec::new(),
+                })
+            })
+            .collect();
+        run_team(2, |me| {
+            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+        });
+        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
+        for part in &parts {
+            let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(seen, (0..60).collect::<Vec<_>>(), "every minibatch once");
+            let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
+            assert_eq!(seen, (0..60).collect::<Vec<_>>());
+        }
+        let zero = parts[0].forward[0].1;
+        // Stretches of minibatches of part 1 stepped by thread 0.
+        let mut stretches = Vec::new();
+        for (i, &(_, t)) in parts[1].forward.iter().enumerate() {
+            match (t == zero, stretches.last_mut()) {
+                (true, Some((_, end))) if *end == i => *end = i + 1,
+                (true, _) => stretches.push((i, i + 1)),
+                _ => {}
+            }
+        }
+        assert!(stretches.len() >= 3, "alone from, to: {stretches:?}");
+        let level = sh.solo_level.load(Ordering::Relaxed);
+        assert!(level >= 2, "level {level}, alone from, to: {stretches:?}");
+        assert_eq!(
+            stretches.last().unwrap().1,
+            60,
+            "the epoch ends alone: {stretches:?}"
+        );
+    }
+
+    #[test]
+    fn a_panic_while_alone_reaches_the_caller() {
+        // Thread 1 stalls and waits to be called back; thread 0 then fails
+        // stepping a part alone: the panic must come out of run_team, not
+        // leave thread 1 waiting for a call that never comes.
+        let (m, batch) = (100, 10);
+        let x = vec![0.0f32; m];
+        let y = vec![0u8; m];
+        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
+        sh.solo_level.store(MAX_SOLO_LEVEL, Ordering::Relaxed);
+        let parts: Vec<Mutex<Recorder>> = (0..2)
+            .map(|block| {
+                Mutex::new(Recorder {
+                    block,
+                    stall_at: (block == 1).then_some(3),
+                    keep_stalling: false,
+                    panic_at: (block == 1).then_some(8),
+                    work: Duration::ZERO,
+                    forward: Vec::new(),
+                    backward: Vec::new(),
+                })
+            })
+            .collect();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_team(2, |me| {
+                drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+            })
+        }));
+        assert!(outcome.is_err(), "the panic reached the caller");
     }
 }
