@@ -164,10 +164,9 @@ const FIRST_SOLO: Duration = Duration::from_millis(2);
 /// The solo level (see [`EpochShared::solo_level`]) the next epoch starts
 /// at: one higher for each time a team that was called back disbanded again
 /// within 8 times as long as it had been alone (a partner that keeps
-/// stalling: another process holds its core), one
-/// lower after each epoch whose team never disbanded, so that on a loaded
-/// machine epochs soon stay alone once disbanded, as they would without
-/// calling the team back.
+/// stalling: another process holds its core), one lower after each epoch
+/// whose team never disbanded, so that on a loaded machine epochs soon stay
+/// alone once disbanded, as they would without calling the team back.
 static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
 
 /// The highest solo level: 2 ms · 4⁶ ≈ 8 s alone.
@@ -184,12 +183,12 @@ const MAX_SOLO_LEVEL: u32 = 6;
 /// partner sharing its core with another process), the team disbands two
 /// minibatches later — a point every thread agrees on: the request is stored
 /// before the next barrier and read after it — and thread 0 steps every part
-/// alone while the others sleep until it calls them back. A stall can be brief (a
-/// virtual CPU the host paused for a few milliseconds), so after working
-/// alone for a while ([`FIRST_SOLO`] at first, 4 times longer each time a
-/// team called back disbands again, see [`SOLO_LEVEL`]) thread 0 calls the
-/// team back at the start of a minibatch. The blocks and the order their
-/// partial sums are combined in stay the same, so the result is
+/// alone while the others sleep until it calls them back. A stall can be
+/// brief (a virtual CPU the host paused for a few milliseconds), so after
+/// working alone for a while ([`FIRST_SOLO`] at first, 4 times longer each
+/// time a team called back disbands again, see [`SOLO_LEVEL`]) thread 0
+/// calls the team back at the start of a minibatch. The blocks and the order
+/// their partial sums are combined in stay the same, so the result is
 /// bit-identical either way; only the time differs.
 #[inline(always)]
 pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
