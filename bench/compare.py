@@ -459,12 +459,14 @@ def machine_description():
     }
 
 
-def ensure_built(lib_path, force):
-    """Runs cargo build --release if asked to, or if the CLI or (unless
-    SIMPLE_ML_LIB names another build) the library is missing."""
+def ensure_built(lib_path, build):
+    """Runs cargo build --release (a no-op when the build is up to date, so
+    that a changed source is never timed with a stale library) unless told
+    not to, and then also if the CLI or (unless SIMPLE_ML_LIB names another
+    build) the library is missing."""
     cli = os.path.join(REPO, "target", "release", "simple-ml")
     missing = not os.path.exists(cli) or ("SIMPLE_ML_LIB" not in os.environ and not os.path.exists(lib_path))
-    if force or missing:
+    if build or missing:
         log("building: cargo build --release")
         if subprocess.run(["cargo", "build", "--release"], cwd=REPO).returncode != 0:
             sys.exit("compare.py: cargo build --release failed")
@@ -610,7 +612,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(REPO, "data"), help="folder with the four MNIST .gz files")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--markdown", metavar="PATH", help="also write the report as markdown (for the README)")
-    ap.add_argument("--build", action="store_true", help="run cargo build --release first (default: only when target/release lacks the library or CLI)")
+    ap.add_argument("--no-build", dest="build", action="store_false", help="do not run cargo build --release first (it still runs if target/release lacks the library or CLI)")
     ap.add_argument("--keep-temp", action="store_true", help="keep the temporary folder (data copies, worker results)")
     ap.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args()
