@@ -95,9 +95,10 @@ fn main() {
     }
     if wanted("floor") {
         // What reading X once costs on this machine: each of `threads`
-        // threads ORs the bits of a contiguous share of its rows, with plain
-        // loads that the hardware prefetchers see as streams. No epoch that
-        // reads X can be faster; the softmax epoch uses at most 2 threads.
+        // threads ORs the bits of a contiguous share of X, with plain loads
+        // that the hardware prefetchers see as streams. No epoch that reads
+        // X on as many threads can be faster; the softmax epoch uses at most
+        // 2 threads.
         let xs = x.as_slice().expect("standard layout");
         for threads in [1, 2].into_iter().filter(|&t| t <= num_threads()) {
             report(
