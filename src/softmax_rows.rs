@@ -690,42 +690,74 @@ mod tests {
         assert!(edge[5] > 0.0);
     }
 
-    #[test]
-    fn a_stalled_partner_hands_its_part_to_thread_zero() {
-        let (m, batch) = (100, 10);
-        let x = vec![0.0f32; m];
-        let y = vec![0u8; m];
+    /// How an epoch of two [`Recorder`]s goes: part 1's first thread stalls
+    /// 20 ms at minibatch 3 (and 5 ms at each later one it steps, with
+    /// `keep_stalling`), part 1 panics at `panic_at`, every forward half
+    /// takes `work`, and thread 0 starts at solo level `level`.
+    struct Script {
+        minibatches: usize,
+        level: u32,
+        keep_stalling: bool,
+        panic_at: Option<usize>,
+        work: Duration,
+    }
+
+    /// Runs `script`'s epoch (10 rows a minibatch) on two threads. Returns
+    /// the parts, each checked to have had both halves of every minibatch
+    /// once and in order, thread 0's id, and the solo level at the end; or
+    /// the panic that came out of the team.
+    fn run_script(script: Script) -> std::thread::Result<(Vec<Recorder>, ThreadId, u32)> {
+        let batch = 10;
+        let m = script.minibatches * batch;
+        let (x, y) = (vec![0.0f32; m], vec![0u8; m]);
         let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
-        // Alone for seconds: thread 0 keeps both parts to the epoch's end.
-        sh.solo_level.store(MAX_SOLO_LEVEL, Ordering::Relaxed);
+        // Not the level other tests' epochs may have left process-wide.
+        sh.solo_level.store(script.level, Ordering::Relaxed);
         let parts: Vec<Mutex<Recorder>> = (0..2)
             .map(|block| {
                 Mutex::new(Recorder {
                     block,
                     stall_at: (block == 1).then_some(3),
-                    keep_stalling: false,
-                    panic_at: None,
-                    work: Duration::ZERO,
+                    keep_stalling: script.keep_stalling,
+                    panic_at: script.panic_at.filter(|_| block == 1),
+                    work: script.work,
                     forward: Vec::new(),
                     backward: Vec::new(),
                 })
             })
             .collect();
-        run_team(2, |me| {
-            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
-        });
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_team(2, |me| {
+                drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+            })
+        }))?;
         let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
+        let all: Vec<usize> = (0..script.minibatches).collect();
         for part in &parts {
             let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(
-                seen,
-                (0..10).collect::<Vec<_>>(),
-                "every minibatch once, in order"
-            );
+            assert_eq!(seen, all, "every minibatch once, in order");
             let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(seen, (0..10).collect::<Vec<_>>());
+            assert_eq!(seen, all);
         }
         let zero = parts[0].forward[0].1;
+        assert!(parts[0].forward.iter().all(|&(_, t)| t == zero));
+        for (f, b) in parts[1].forward.iter().zip(&parts[1].backward) {
+            assert_eq!(f.1, b.1, "both halves of minibatch {} by one thread", f.0);
+        }
+        Ok((parts, zero, sh.solo_level.load(Ordering::Relaxed)))
+    }
+
+    #[test]
+    fn a_stalled_partner_hands_its_part_to_thread_zero() {
+        // Alone for seconds: thread 0 keeps both parts to the epoch's end.
+        let (parts, zero, _) = run_script(Script {
+            minibatches: 10,
+            level: MAX_SOLO_LEVEL,
+            keep_stalling: false,
+            panic_at: None,
+            work: Duration::ZERO,
+        })
+        .expect("no panic");
         assert_ne!(parts[1].forward[0].1, zero, "a team at first");
         // Thread 0 waited 20 ms at minibatch 3's barrier, so from minibatch
         // 5 on at the latest (earlier if the test machine stalled thread 1
@@ -745,41 +777,15 @@ mod tests {
     fn the_team_comes_back_after_a_brief_stall() {
         // 40 minibatches of 1 ms per part: after the stall, thread 0 works
         // alone (2 ms a minibatch) for FIRST_SOLO, then calls thread 1 back.
-        let (m, batch) = (400, 10);
-        let x = vec![0.0f32; m];
-        let y = vec![0u8; m];
-        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
-        // Other tests' epochs may have left the process-wide level higher.
-        sh.solo_level.store(0, Ordering::Relaxed);
-        let parts: Vec<Mutex<Recorder>> = (0..2)
-            .map(|block| {
-                Mutex::new(Recorder {
-                    block,
-                    stall_at: (block == 1).then_some(3),
-                    keep_stalling: false,
-                    panic_at: None,
-                    work: Duration::from_millis(1),
-                    forward: Vec::new(),
-                    backward: Vec::new(),
-                })
-            })
-            .collect();
-        run_team(2, |me| {
-            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
-        });
-        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
-        for part in &parts {
-            let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(seen, (0..40).collect::<Vec<_>>(), "every minibatch once");
-            let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(seen, (0..40).collect::<Vec<_>>());
-        }
-        let zero = parts[0].forward[0].1;
+        let (parts, zero, _) = run_script(Script {
+            minibatches: 40,
+            level: 0,
+            keep_stalling: false,
+            panic_at: None,
+            work: Duration::from_millis(1),
+        })
+        .expect("no panic");
         let by_zero: Vec<bool> = parts[1].forward.iter().map(|&(_, t)| t == zero).collect();
-        for (f, b) in parts[1].forward.iter().zip(&parts[1].backward) {
-            assert_eq!(f.1, b.1, "both halves of minibatch {} by one thread", f.0);
-        }
-        assert!(parts[0].forward.iter().all(|&(_, t)| t == zero));
         let from = by_zero.iter().position(|&z| z).expect("the team disbanded");
         assert!((2..=5).contains(&from), "disbanded from minibatch {from}");
         // Alone, thread 0 takes ~2 ms a minibatch, so it calls the team back
@@ -798,35 +804,14 @@ mod tests {
         // each time thread 0 calls it back the team disbands again, and
         // thread 0 works alone 4 times longer (2, 8, 32 ms: about 1, 4 and 16
         // minibatches of 2 ms), so the epoch ends alone at level 3 or so.
-        let (m, batch) = (600, 10);
-        let x = vec![0.0f32; m];
-        let y = vec![0u8; m];
-        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
-        sh.solo_level.store(0, Ordering::Relaxed);
-        let parts: Vec<Mutex<Recorder>> = (0..2)
-            .map(|block| {
-                Mutex::new(Recorder {
-                    block,
-                    stall_at: (block == 1).then_some(3),
-                    keep_stalling: true,
-                    panic_at: None,
-                    work: Duration::from_millis(1),
-                    forward: Vec::new(),
-                    backward: Vec::new(),
-                })
-            })
-            .collect();
-        run_team(2, |me| {
-            drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
-        });
-        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
-        for part in &parts {
-            let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(seen, (0..60).collect::<Vec<_>>(), "every minibatch once");
-            let seen: Vec<usize> = part.backward.iter().map(|&(i, _)| i).collect();
-            assert_eq!(seen, (0..60).collect::<Vec<_>>());
-        }
-        let zero = parts[0].forward[0].1;
+        let (parts, zero, level) = run_script(Script {
+            minibatches: 60,
+            level: 0,
+            keep_stalling: true,
+            panic_at: None,
+            work: Duration::from_millis(1),
+        })
+        .expect("no panic");
         // Stretches of minibatches of part 1 stepped by thread 0.
         let mut stretches = Vec::new();
         for (i, &(_, t)) in parts[1].forward.iter().enumerate() {
@@ -837,7 +822,6 @@ mod tests {
             }
         }
         assert!(stretches.len() >= 3, "alone from, to: {stretches:?}");
-        let level = sh.solo_level.load(Ordering::Relaxed);
         assert!(level >= 2, "level {level}, alone from, to: {stretches:?}");
         assert_eq!(
             stretches.last().unwrap().1,
@@ -849,31 +833,15 @@ mod tests {
     #[test]
     fn a_panic_while_alone_reaches_the_caller() {
         // Thread 1 stalls and waits to be called back; thread 0 then fails
-        // stepping a part alone: the panic must come out of run_team, not
+        // stepping part 1 alone: the panic must come out of run_team, not
         // leave thread 1 waiting for a call that never comes.
-        let (m, batch) = (100, 10);
-        let x = vec![0.0f32; m];
-        let y = vec![0u8; m];
-        let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
-        sh.solo_level.store(MAX_SOLO_LEVEL, Ordering::Relaxed);
-        let parts: Vec<Mutex<Recorder>> = (0..2)
-            .map(|block| {
-                Mutex::new(Recorder {
-                    block,
-                    stall_at: (block == 1).then_some(3),
-                    keep_stalling: false,
-                    panic_at: (block == 1).then_some(8),
-                    work: Duration::ZERO,
-                    forward: Vec::new(),
-                    backward: Vec::new(),
-                })
-            })
-            .collect();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_team(2, |me| {
-                drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
-            })
-        }));
+        let outcome = run_script(Script {
+            minibatches: 10,
+            level: MAX_SOLO_LEVEL,
+            keep_stalling: false,
+            panic_at: Some(8),
+            work: Duration::ZERO,
+        });
         assert!(outcome.is_err(), "the panic reached the caller");
     }
 }
