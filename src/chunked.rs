@@ -283,14 +283,15 @@ fn fma_rows<I: Isa, const R: usize, const CG: usize>(
 }
 
 /// `Σ_i g[i][q·CG + c] · x[i][chunk s + j]` for the `S` chunks `s + j`
-/// over every row i of `x` (rows of `n`), in row order; `g` holds `kg` lane
-/// groups per row. With S = 2 each row's gradients are broadcast once for
-/// both chunks, which must then lie whole in the rows. Rows whose chunk is
-/// zero add ±0, which changes no sum (as long as g is finite). The chunks
-/// of each row of `ahead` (laid out as `x`, possibly shorter or empty) are
-/// prefetched meanwhile.
+/// over every row i of `x` (rows of `n`), in row order; `g` holds the
+/// rows' gradients, `kg` lane groups per row, laid out by rows or, with
+/// `TILED`, in tiles (see [`row_grads`]). With S = 2 each row's gradients
+/// are broadcast once for both chunks, which must then lie whole in the
+/// rows. Rows whose chunk is zero add ±0, which changes no sum (as long as
+/// g is finite). The chunks of each row of `ahead` (laid out as `x`,
+/// possibly shorter or empty) are prefetched meanwhile.
 #[inline(always)]
-pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize>(
+pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize, const TILED: bool>(
     (x, n): (&[f32], usize),
     s: usize,
     (g, kg): (&[Lanes], usize),
@@ -302,7 +303,7 @@ pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize>(
     // one stays out of the whole chunks' loop (see rows_logits).
     if (s + S) * LANES <= n {
         let (a, b) = (s * LANES, (s + S) * LANES);
-        for (i, (row, gi)) in x.chunks_exact(n).zip(g.chunks_exact(kg)).enumerate() {
+        for (i, row) in x.chunks_exact(n).enumerate() {
             for j in 0..S {
                 let at = i * n + a + j * LANES;
                 if let Some(line) = ahead.get(at..at + 1) {
@@ -312,28 +313,50 @@ pub(crate) fn chunk_gradient<I: Isa, const S: usize, const CG: usize>(
             let row = &row[a..b];
             let xs: [Lanes; S] =
                 std::array::from_fn(|j| row[j * LANES..(j + 1) * LANES].try_into().expect("whole"));
-            gradient_step::<I, S, CG>(&mut acc, &xs, gi, q);
+            let gi = row_grads::<CG, TILED>(g, kg, i, q);
+            gradient_step::<I, S, CG>(&mut acc, &xs, &gi);
         }
     } else {
         assert!(S == 1, "two chunks must lie whole in the rows");
-        for (row, gi) in x.chunks_exact(n).zip(g.chunks_exact(kg)) {
+        for (i, row) in x.chunks_exact(n).enumerate() {
             let xs: [Lanes; S] = std::array::from_fn(|j| load_chunk(row, s + j));
-            gradient_step::<I, S, CG>(&mut acc, &xs, gi, q);
+            let gi = row_grads::<CG, TILED>(g, kg, i, q);
+            gradient_step::<I, S, CG>(&mut acc, &xs, &gi);
         }
     }
     acc
 }
 
-/// `acc[j][c] += g[q·CG + c] · x[j]` for one row's gradients `gi`: the
-/// forward pass's [`fma_rows`] with each gradient broadcast to 16 lanes.
+/// Row `i`'s gradients of classes `q·CG ..` from `g`, which holds `kg` lane
+/// groups per row: row after row, or, with `TILED`, in tiles of 16 rows
+/// (see `tiled_gradients`), where class c of row i is lane `i % 16` of
+/// vector `(i / 16) · 16·kg + c`.
+#[inline(always)]
+pub(crate) fn row_grads<const CG: usize, const TILED: bool>(
+    g: &[Lanes],
+    kg: usize,
+    i: usize,
+    q: usize,
+) -> [f32; CG] {
+    if TILED {
+        let tile = &g[i / LANES * kg * LANES + q * CG..][..CG];
+        std::array::from_fn(|c| tile[c][i % LANES])
+    } else {
+        let row = &g[i * kg..(i + 1) * kg];
+        row.as_flattened()[q * CG..(q + 1) * CG]
+            .try_into()
+            .expect("CG classes")
+    }
+}
+
+/// `acc[j][c] += gi[c] · x[j]` for one row's gradients `gi`: the forward
+/// pass's [`fma_rows`] with each gradient broadcast to 16 lanes.
 #[inline(always)]
 fn gradient_step<I: Isa, const S: usize, const CG: usize>(
     acc: &mut [[Lanes; CG]; S],
     x: &[Lanes; S],
-    gi: &[Lanes],
-    q: usize,
+    gi: &[f32; CG],
 ) {
-    let gi = &gi.as_flattened()[q * CG..(q + 1) * CG];
     let broadcast: [Lanes; CG] = std::array::from_fn(|c| [gi[c]; LANES]);
     fma_rows::<I, S, CG>(acc, x, &broadcast);
 }

@@ -3,9 +3,10 @@
 //! The epoch kernel works on chunks of 16 pixels with θ held transposed
 //! (see the crate's private `chunked` module) and splits each minibatch between threads by
 //! fixed blocks of input pixels: each thread computes its blocks' partial
-//! logits; the threads meet; each sums the partials in block order and takes
-//! the softmax of its share of the rows; they meet again to share those
-//! gradients; then each updates the rows of θ for its own pixels.
+//! logits; the threads meet, once a minibatch; each sums the partials in
+//! block order and takes the softmax of every row itself, 16 rows at a time
+//! (cheaper than a second meeting to share the rows' gradients); then each
+//! updates the rows of θ for its own pixels.
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -153,9 +154,13 @@ impl SoftmaxPart {
         };
         for (blk, partial) in blocks[self.blocks.clone()].iter().zip(partials.iter_mut()) {
             let span = blk.start / LANES..blk.end.div_ceil(LANES);
+            // Into row i's lane of the tile of its 16 rows (see
+            // tiled_gradients).
             let mut store = |i: usize, q: usize, acc: &[Lanes; CG]| {
-                let out = partial[i * kg..(i + 1) * kg].as_flattened_mut();
-                out[q * CG..(q + 1) * CG].copy_from_slice(&lane_sums::<I, CG>(acc));
+                let at = i / LANES * kg * LANES + q * CG;
+                for (v, s) in partial[at..at + CG].iter_mut().zip(lane_sums::<I, CG>(acc)) {
+                    v[i % LANES] = s;
+                }
             };
             // Rows two at a time (each chunk of θ loaded once for both),
             // then the odd one out.
@@ -226,12 +231,14 @@ impl SoftmaxPart {
             for q in 0..kpad / CG {
                 let ahead = if q == 0 { next } else { &[] };
                 if two {
-                    let accs = chunk_gradient::<I, 2, CG>((x, n), first + c, (g, kg), q, ahead);
+                    let accs =
+                        chunk_gradient::<I, 2, CG, true>((x, n), first + c, (g, kg), q, ahead);
                     for (j, acc) in accs.iter().enumerate() {
                         self.apply::<I, CG>(c + j, q, step, acc);
                     }
                 } else {
-                    let [acc] = chunk_gradient::<I, 1, CG>((x, n), first + c, (g, kg), q, ahead);
+                    let [acc] =
+                        chunk_gradient::<I, 1, CG, true>((x, n), first + c, (g, kg), q, ahead);
                     self.apply::<I, CG>(c, q, step, &acc);
                 }
             }
@@ -261,6 +268,7 @@ fn softmax_worker_generic<I: Isa>((sh, blocks, parts, me): WorkerArgs<'_, '_>) {
 impl EpochPart for SoftmaxPart {
     /// The fixed blocks of pixel columns.
     type Extra = [Range<usize>];
+    const TILED: bool = true;
 
     /// Publishes the partial logits of this part's pixel blocks and notes
     /// which of its chunks are non-zero in which rows.

@@ -25,8 +25,9 @@ pub(crate) struct EpochShared<'a> {
     pub kg: usize,
     pub batch: usize,
     pub lr: f32,
-    /// Partial logits of each block, `batch × kg` lane groups,
-    /// double-buffered by minibatch parity so that the next minibatch can
+    /// Partial logits of each block, `kg` lane groups for each of `batch`
+    /// rows (rounded up to a multiple of 16), by rows or in tiles (see
+    /// [`EpochPart::TILED`]), double-buffered by minibatch parity so that the next minibatch can
     /// start while other threads still read this one.
     pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
     /// Each team thread's share of the minibatch's logit gradients (its
@@ -63,6 +64,7 @@ impl<'a> EpochShared<'a> {
         let m = y.len();
         let kg = lane_groups(k);
         let rows = sgd.batch.min(m);
+        let padded = rows.next_multiple_of(LANES);
         EpochShared {
             x,
             y,
@@ -74,7 +76,7 @@ impl<'a> EpochShared<'a> {
             lr: sgd.lr,
             partials: [0, 1].map(|_| {
                 (0..blocks)
-                    .map(|_| RwLock::new(vec![[0.0; LANES]; rows * kg]))
+                    .map(|_| RwLock::new(vec![[0.0; LANES]; padded * kg]))
                     .collect()
             }),
             grads: (0..threads)
@@ -119,6 +121,12 @@ pub(crate) trait EpochPart: Send {
     /// Whether [`EpochPart::prepare`] publishes something every part's
     /// forward half reads, so that the team meets between the two.
     const SHARES_PREPARED: bool = false;
+    /// Whether the partial logits and the logit gradients are held in tiles
+    /// (see [`tiled_gradients`]) and every team thread takes the softmax of
+    /// every row itself, so that the team meets once a minibatch, or by
+    /// rows, each thread taking the softmax of its share of the rows and
+    /// meeting again to share them.
+    const TILED: bool = false;
     /// Work on minibatch `rows` that comes before any part's forward half.
     #[inline(always)]
     fn prepare<I: Isa>(
@@ -175,7 +183,8 @@ const MAX_SOLO_LEVEL: u32 = 6;
 /// The minibatch loop every epoch kernel shares, run by thread `me` of
 /// `parts.len()`: the parts' preparations (and a barrier if they share what
 /// they prepared); forward halves; a barrier; the softmax, each thread for
-/// its share of the rows; a barrier; backward halves.
+/// its share of the rows and a barrier, or, for [`EpochPart::TILED`] parts,
+/// each thread for every row; backward halves.
 ///
 /// A team only pays while its threads run side by side. When a thread waits
 /// at a barrier longer than a partner could need if it were running, or
@@ -199,7 +208,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
 ) {
     let _poison = sh.barrier.poison_on_panic();
     let _end = (me == 0).then_some(EndOnPanic(sh));
-    let mut g = vec![[0.0; LANES]; sh.batch.min(sh.m) * sh.kg];
+    let mut g = vec![[0.0; LANES]; sh.batch.min(sh.m).next_multiple_of(LANES) * sh.kg];
     let mut mine = vec![parts[me].lock().expect("no thread panicked")];
     let mut team = parts.len() > 1;
     let mut pace = Pace::new();
@@ -271,7 +280,13 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
         }
         let kg = sh.kg;
         let b = rows.len();
-        if !team {
+        if P::TILED {
+            // One meeting: once every block's partial logits are out.
+            if team {
+                pace.meet(&sh.barrier);
+            }
+            tiled_gradients::<I>(&sh.partials[parity], &mut g, sh.k, &sh.y[rows.clone()]);
+        } else if !team {
             minibatch_gradients::<I>(
                 &sh.partials[parity],
                 &mut g,
@@ -300,6 +315,8 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                     &share.read().expect("no thread panicked")[..theirs.len() * kg],
                 );
             }
+        }
+        if team {
             let window_done = (index + 1) % WINDOW == 0;
             if pace.longest > PARTNER_DESCHEDULED || (window_done && pace.waiting > pace.working) {
                 // Stored before the next minibatch's first meeting, so every
@@ -575,6 +592,78 @@ pub(crate) fn minibatch_gradients<I: Isa>(
     }
 }
 
+/// The logit gradients `softmax(z) − onehot(y)` of a minibatch's rows
+/// (whose labels are `labels`) into `g`, in tiles: the rows in groups of
+/// 16, each group `16·kg` lane groups of which the first k hold one class
+/// each, lane l for the group's row l (for k ≤ 16, the 16×16 transpose of
+/// the rows). z is the sum, in block order, of the blocks' partial logits,
+/// which the threads published in the same tiles. Every value goes through
+/// the arithmetic [`minibatch_gradients`] does on it, in the same order, so
+/// the bits are the same; but 16 rows go through each step together. The
+/// lanes past the last row of the final tile are computed too, from
+/// whatever the buffers hold, and never read.
+#[inline(always)]
+pub(crate) fn tiled_gradients<I: Isa>(
+    partials: &[RwLock<Vec<Lanes>>],
+    g: &mut [Lanes],
+    k: usize,
+    labels: &[u8],
+) {
+    let tile = lane_groups(k) * LANES;
+    let tiles = labels.len().div_ceil(LANES);
+    for (index, partial) in partials.iter().enumerate() {
+        let partial = partial.read().expect("no kernel thread panicked");
+        for t in 0..tiles {
+            // As one run of floats, which LLVM vectorises along the run.
+            let out = g[t * tile..t * tile + k].as_flattened_mut();
+            let p = partial[t * tile..t * tile + k].as_flattened();
+            if index == 0 {
+                out.copy_from_slice(p);
+            } else {
+                for (o, p) in out.iter_mut().zip(p) {
+                    *o += *p;
+                }
+            }
+        }
+    }
+    for (t, labels) in labels.chunks(LANES).enumerate() {
+        softmax_tile::<I>(&mut g[t * tile..t * tile + k], labels);
+    }
+}
+
+/// [`minibatch_gradients`]' softmax on one tile of [`tiled_gradients`]:
+/// `z` holds the k classes' logits of 16 rows, `labels` those of the rows
+/// that are real (up to 16).
+#[inline(always)]
+fn softmax_tile<I: Isa>(z: &mut [Lanes], labels: &[u8]) {
+    // The maximum as `shift_by_max` takes it (NaN skipped): the same value
+    // but for the sign of a zero, which no difference `v − max` shows.
+    let mut top = [f32::NEG_INFINITY; LANES];
+    for v in z.iter() {
+        top = std::array::from_fn(|l| if v[l] > top[l] { v[l] } else { top[l] });
+    }
+    // The exponentials, summed in class order from 0.
+    let mut sum = [0.0f32; LANES];
+    for v in z.iter_mut() {
+        *v = exp_lanes::<I>(&std::array::from_fn(|l| v[l] - top[l]));
+        sum = std::array::from_fn(|l| sum[l] + v[l]);
+    }
+    // Each quotient minus 1 at the label, minus 0 elsewhere (which leaves
+    // every quotient as it is, −0 and NaN included). The class is a float
+    // counter (exact: k is far below 2^24), which also keeps LLVM from
+    // vectorising this loop across the classes, with gathers and scatters,
+    // instead of across the lanes.
+    let mut label = [-1.0f32; LANES];
+    for (l, &y) in labels.iter().enumerate() {
+        label[l] = f32::from(y);
+    }
+    let mut c = 0.0f32;
+    for v in z.iter_mut() {
+        *v = std::array::from_fn(|l| v[l] / sum[l] - if label[l] == c { 1.0 } else { 0.0 });
+        c += 1.0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,8 +675,8 @@ mod tests {
     /// and whose forward half stalls once, like a thread the OS stopped (or,
     /// with `keep_stalling`, at every later minibatch its first thread
     /// steps, like a thread sharing its core), and otherwise takes `work`
-    /// (sleeping).
-    struct Recorder {
+    /// (sleeping). `TILED` picks the meetings: one a minibatch, or two.
+    struct Recorder<const TILED: bool> {
         block: usize,
         stall_at: Option<usize>,
         keep_stalling: bool,
@@ -597,8 +686,9 @@ mod tests {
         backward: Vec<(usize, ThreadId)>,
     }
 
-    impl EpochPart for Recorder {
+    impl<const TILED: bool> EpochPart for Recorder<TILED> {
         type Extra = ();
+        const TILED: bool = TILED;
         fn forward<I: Isa>(
             &mut self,
             sh: &EpochShared<'_>,
@@ -635,6 +725,83 @@ mod tests {
             self.backward
                 .push((rows.start / sh.batch, std::thread::current().id()));
         }
+    }
+
+    /// Partial logits of `blocks` blocks for `rows` rows of `k` classes, by
+    /// rows and in tiles: values whose sums and exponentials round, with
+    /// zeros of both signs, huge values, infinities and NaN among them.
+    fn both_layouts(blocks: usize, rows: usize, k: usize) -> [Vec<RwLock<Vec<Lanes>>>; 2] {
+        let kg = lane_groups(k);
+        let value = |b: usize, i: usize, c: usize| -> f32 {
+            let h = (b * 7919 + i * 104_729 + c * 1_299_709) % 997;
+            match h {
+                0 => f32::NAN,
+                1 => f32::INFINITY,
+                2 => f32::NEG_INFINITY,
+                3 => -0.0,
+                4 => 0.0,
+                5 => 3.0e4,
+                6 => -3.0e4,
+                _ => ((h as f32) * 0.731).sin() * 40.0 + (i % 3) as f32 * 1e-3,
+            }
+        };
+        let by_rows = (0..blocks)
+            .map(|b| {
+                let mut v = vec![[0.0; LANES]; rows * kg];
+                for i in 0..rows {
+                    for c in 0..k {
+                        v[i * kg + c / LANES][c % LANES] = value(b, i, c);
+                    }
+                }
+                RwLock::new(v)
+            })
+            .collect();
+        let tiled = (0..blocks)
+            .map(|b| {
+                let mut v = vec![[0.0; LANES]; rows.next_multiple_of(LANES) * kg];
+                for i in 0..rows {
+                    for c in 0..k {
+                        v[i / LANES * kg * LANES + c][i % LANES] = value(b, i, c);
+                    }
+                }
+                RwLock::new(v)
+            })
+            .collect();
+        [by_rows, tiled]
+    }
+
+    #[test]
+    fn tiled_gradients_give_the_bits_of_the_row_layout() {
+        let (mut finite, mut all) = (0, 0);
+        for k in [1, 2, 3, 10, 16, 17, 40] {
+            let kg = lane_groups(k);
+            for rows in [1, 2, 15, 16, 17, 50, 100] {
+                for blocks in [1, 2, 3] {
+                    let [by_rows, tiled] = both_layouts(blocks, rows, k);
+                    let labels: Vec<u8> = (0..rows).map(|i| ((i * 7 + 3) % k) as u8).collect();
+                    let mut want = vec![[0.0; LANES]; rows * kg];
+                    minibatch_gradients::<Portable>(&by_rows, &mut want, k, &labels, 0..rows);
+                    let mut got = vec![[0.0; LANES]; rows.next_multiple_of(LANES) * kg];
+                    tiled_gradients::<Portable>(&tiled, &mut got, k, &labels);
+                    for i in 0..rows {
+                        for c in 0..kg * LANES {
+                            let want = want[i * kg + c / LANES][c % LANES];
+                            let got = got[i / LANES * kg * LANES + c][i % LANES];
+                            // The padding classes stay 0 in both.
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "k {k}, rows {rows}, blocks {blocks}, row {i}, class {c}: {got} vs {want}"
+                            );
+                        }
+                    }
+                    finite += want.as_flattened().iter().filter(|v| v.is_finite()).count();
+                    all += want.len() * LANES;
+                }
+            }
+        }
+        // Mostly ordinary gradients, not NaN everywhere.
+        assert!(finite * 10 > all * 9, "{finite} of {all} finite");
     }
 
     #[test]
@@ -706,14 +873,16 @@ mod tests {
     /// the parts, each checked to have had both halves of every minibatch
     /// once and in order, thread 0's id, and the solo level at the end; or
     /// the panic that came out of the team.
-    fn run_script(script: Script) -> std::thread::Result<(Vec<Recorder>, ThreadId, u32)> {
+    fn run_script<const TILED: bool>(
+        script: Script,
+    ) -> std::thread::Result<(Vec<Recorder<TILED>>, ThreadId, u32)> {
         let batch = 10;
         let m = script.minibatches * batch;
         let (x, y) = (vec![0.0f32; m], vec![0u8; m]);
         let sh = EpochShared::new(&x, &y, 1, 2, Sgd { lr: 0.1, batch }, 2, 2);
         // Not the level other tests' epochs may have left process-wide.
         sh.solo_level.store(script.level, Ordering::Relaxed);
-        let parts: Vec<Mutex<Recorder>> = (0..2)
+        let parts: Vec<Mutex<Recorder<TILED>>> = (0..2)
             .map(|block| {
                 Mutex::new(Recorder {
                     block,
@@ -728,10 +897,11 @@ mod tests {
             .collect();
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_team(2, |me| {
-                drive_epoch::<Portable, Recorder>(&sh, &(), &parts, me)
+                drive_epoch::<Portable, Recorder<TILED>>(&sh, &(), &parts, me)
             })
         }))?;
-        let parts: Vec<Recorder> = parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
+        let parts: Vec<Recorder<TILED>> =
+            parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
         let all: Vec<usize> = (0..script.minibatches).collect();
         for part in &parts {
             let seen: Vec<usize> = part.forward.iter().map(|&(i, _)| i).collect();
@@ -749,8 +919,13 @@ mod tests {
 
     #[test]
     fn a_stalled_partner_hands_its_part_to_thread_zero() {
+        a_stalled_partner_hands_its_part_to_thread_zero_with::<false>();
+        a_stalled_partner_hands_its_part_to_thread_zero_with::<true>();
+    }
+
+    fn a_stalled_partner_hands_its_part_to_thread_zero_with<const TILED: bool>() {
         // Alone for seconds: thread 0 keeps both parts to the epoch's end.
-        let (parts, zero, _) = run_script(Script {
+        let (parts, zero, _) = run_script::<TILED>(Script {
             minibatches: 10,
             level: MAX_SOLO_LEVEL,
             keep_stalling: false,
@@ -775,9 +950,14 @@ mod tests {
 
     #[test]
     fn the_team_comes_back_after_a_brief_stall() {
+        the_team_comes_back_after_a_brief_stall_with::<false>();
+        the_team_comes_back_after_a_brief_stall_with::<true>();
+    }
+
+    fn the_team_comes_back_after_a_brief_stall_with<const TILED: bool>() {
         // 40 minibatches of 1 ms per part: after the stall, thread 0 works
         // alone (2 ms a minibatch) for FIRST_SOLO, then calls thread 1 back.
-        let (parts, zero, _) = run_script(Script {
+        let (parts, zero, _) = run_script::<TILED>(Script {
             minibatches: 40,
             level: 0,
             keep_stalling: false,
@@ -800,11 +980,16 @@ mod tests {
 
     #[test]
     fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time() {
+        a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with::<false>();
+        a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with::<true>();
+    }
+
+    fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with<const TILED: bool>() {
         // Thread 1 stalls 5 ms at every minibatch it steps from the 4th on:
         // each time thread 0 calls it back the team disbands again, and
         // thread 0 works alone 4 times longer (2, 8, 32 ms: about 1, 4 and 16
         // minibatches of 2 ms), so the epoch ends alone at level 3 or so.
-        let (parts, zero, level) = run_script(Script {
+        let (parts, zero, level) = run_script::<TILED>(Script {
             minibatches: 60,
             level: 0,
             keep_stalling: true,
@@ -832,10 +1017,15 @@ mod tests {
 
     #[test]
     fn a_panic_while_alone_reaches_the_caller() {
+        a_panic_while_alone_reaches_the_caller_with::<false>();
+        a_panic_while_alone_reaches_the_caller_with::<true>();
+    }
+
+    fn a_panic_while_alone_reaches_the_caller_with<const TILED: bool>() {
         // Thread 1 stalls and waits to be called back; thread 0 then fails
         // stepping part 1 alone: the panic must come out of run_team, not
         // leave thread 1 waiting for a call that never comes.
-        let outcome = run_script(Script {
+        let outcome = run_script::<TILED>(Script {
             minibatches: 10,
             level: MAX_SOLO_LEVEL,
             keep_stalling: false,

@@ -385,7 +385,7 @@ fn update_w2t<I: Isa, const CG: usize>(
 ) {
     for block in 0..w / LANES {
         for q in 0..k.div_ceil(CG) {
-            let [acc] = chunk_gradient::<I, 1, CG>((z1, w), block, (g2, kg), q, &[]);
+            let [acc] = chunk_gradient::<I, 1, CG, false>((z1, w), block, (g2, kg), q, &[]);
             for (c, a) in (q * CG..k).zip(&acc) {
                 let at = c * w + block * LANES;
                 let w2c: &mut Lanes = (&mut w2t[at..at + LANES]).try_into().expect("lanes");
