@@ -270,8 +270,7 @@ impl EpochPart for SoftmaxPart {
     type Extra = [Range<usize>];
     const TILED: bool = true;
 
-    /// Publishes the partial logits of this part's pixel blocks and notes
-    /// which of its chunks are non-zero in which rows.
+    /// Publishes the partial logits of this part's pixel blocks, in tiles.
     #[inline(always)]
     fn forward<I: Isa>(
         &mut self,

@@ -27,8 +27,9 @@ pub(crate) struct EpochShared<'a> {
     pub lr: f32,
     /// Partial logits of each block, `kg` lane groups for each of `batch`
     /// rows (rounded up to a multiple of 16), by rows or in tiles (see
-    /// [`EpochPart::TILED`]), double-buffered by minibatch parity so that the next minibatch can
-    /// start while other threads still read this one.
+    /// [`EpochPart::TILED`]), double-buffered by minibatch parity so that
+    /// the next minibatch can start while other threads still read this
+    /// one.
     pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
     /// Each team thread's share of the minibatch's logit gradients (its
     /// rows, see [`team_rows`]), published for the others between the two
@@ -650,9 +651,9 @@ fn softmax_tile<I: Isa>(z: &mut [Lanes], labels: &[u8]) {
     }
     // Each quotient minus 1 at the label, minus 0 elsewhere (which leaves
     // every quotient as it is, −0 and NaN included). The class is a float
-    // counter (exact: k is far below 2^24), which also keeps LLVM from
-    // vectorising this loop across the classes, with gathers and scatters,
-    // instead of across the lanes.
+    // counter (exact for every class a label can name: labels are bytes),
+    // which also keeps LLVM from vectorising this loop across the classes,
+    // with gathers and scatters, instead of across the lanes.
     let mut label = [-1.0f32; LANES];
     for (l, &y) in labels.iter().enumerate() {
         label[l] = f32::from(y);
