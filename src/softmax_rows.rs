@@ -527,13 +527,14 @@ pub(crate) fn exp_lanes<I: Isa>(x: &Lanes) -> Lanes {
 /// first block), so that blocks are summed in block order.
 #[inline(always)]
 pub(crate) fn add_partial(out: &mut [Lanes], partial: &[Lanes], first: bool) {
+    // As one run of floats, which LLVM vectorises along the run (a loop
+    // over lane groups it vectorised across the groups, with gathers).
+    let (out, partial) = (out.as_flattened_mut(), partial.as_flattened());
     if first {
         out.copy_from_slice(partial);
     } else {
         for (o, p) in out.iter_mut().zip(partial) {
-            for (o, p) in o.iter_mut().zip(p) {
-                *o += *p;
-            }
+            *o += *p;
         }
     }
 }
@@ -547,11 +548,7 @@ pub(crate) fn sum_partials<'a>(out: &mut [Lanes], partials: impl Iterator<Item =
             out.copy_from_slice(p);
             first = false;
         } else {
-            for (o, p) in out.iter_mut().zip(p) {
-                for (o, p) in o.iter_mut().zip(p) {
-                    *o += *p;
-                }
-            }
+            add_partial(out, p, false);
         }
     }
     if first {
@@ -575,10 +572,8 @@ pub(crate) fn minibatch_gradients<I: Isa>(
     let g = &mut g[..labels.len() * kg];
     for (index, partial) in partials.iter().enumerate() {
         let partial = partial.read().expect("no kernel thread panicked");
-        let partial = &partial[rows.start * kg..rows.end * kg];
-        for (out, p) in g.chunks_exact_mut(kg).zip(partial.chunks_exact(kg)) {
-            add_partial(out, p, index == 0);
-        }
+        // All the rows at once: both hold them row after row.
+        add_partial(g, &partial[rows.start * kg..rows.end * kg], index == 0);
     }
     // The softmax a step at a time over all the rows, so that the rows'
     // exponentials (long chains of dependent operations each) overlap.
@@ -615,16 +610,8 @@ pub(crate) fn tiled_gradients<I: Isa>(
     for (index, partial) in partials.iter().enumerate() {
         let partial = partial.read().expect("no kernel thread panicked");
         for t in 0..tiles {
-            // As one run of floats, which LLVM vectorises along the run.
-            let out = g[t * tile..t * tile + k].as_flattened_mut();
-            let p = partial[t * tile..t * tile + k].as_flattened();
-            if index == 0 {
-                out.copy_from_slice(p);
-            } else {
-                for (o, p) in out.iter_mut().zip(p) {
-                    *o += *p;
-                }
-            }
+            let at = t * tile;
+            add_partial(&mut g[at..at + k], &partial[at..at + k], index == 0);
         }
     }
     for (t, labels) in labels.chunks(LANES).enumerate() {
