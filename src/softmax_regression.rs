@@ -1,12 +1,12 @@
 //! Softmax regression: one linear layer `X θ` trained by minibatch SGD.
 //!
 //! The epoch kernel works on chunks of 16 pixels with θ held transposed
-//! (see the crate's private `chunked` module) and splits each minibatch between threads by
-//! fixed blocks of input pixels: each thread computes its blocks' partial
-//! logits; the threads meet, once a minibatch; each sums the partials in
-//! block order and takes the softmax of every row itself, 16 rows at a time
-//! (cheaper than a second meeting to share the rows' gradients); then each
-//! updates the rows of θ for its own pixels.
+//! (see the crate's private `chunked` module) and splits each minibatch
+//! between threads by fixed blocks of input pixels: each thread computes its
+//! blocks' partial logits; the threads meet, once a minibatch; each sums the
+//! partials in block order and takes the softmax of every row itself, 16 rows
+//! at a time (cheaper than a second meeting to share the rows' gradients);
+//! then each updates the rows of θ for its own pixels.
 
 use std::ops::Range;
 use std::sync::Mutex;

@@ -181,6 +181,12 @@ static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
 /// The highest solo level: 2 ms · 4⁶ ≈ 8 s alone.
 const MAX_SOLO_LEVEL: u32 = 6;
 
+/// How long thread 0 works alone before it calls the team back, at solo
+/// level `level`: [`FIRST_SOLO`] · 4^level.
+fn solo_time(level: u32) -> Duration {
+    FIRST_SOLO * 4u32.pow(level)
+}
+
 /// The minibatch loop every epoch kernel shares, run by thread `me` of
 /// `parts.len()`: the parts' preparations (and a barrier if they share what
 /// they prepared); forward halves; a barrier; the softmax, each thread for
@@ -255,12 +261,12 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                         .map(|p| p.lock().expect("no thread panicked")),
                 );
                 (alone_since, disbanded) = (Instant::now(), true);
-                if called_back.is_some_and(|t| t.elapsed() < FIRST_SOLO * 4u32.pow(level) * 8) {
+                if called_back.is_some_and(|t| t.elapsed() < solo_time(level) * 8) {
                     level = (level + 1).min(MAX_SOLO_LEVEL);
                 }
             }
         }
-        if !team && parts.len() > 1 && alone_since.elapsed() >= FIRST_SOLO * 4u32.pow(level) {
+        if !team && parts.len() > 1 && alone_since.elapsed() >= solo_time(level) {
             // Stored before the others wake, and read after; they meet again
             // at this minibatch's first barrier.
             mine.truncate(1);
@@ -845,10 +851,32 @@ mod tests {
         assert!(edge[5] > 0.0);
     }
 
+    /// Each call-back test, with two meetings a minibatch and with one.
+    macro_rules! with_both_meetings {
+        ($($test:ident),* $(,)?) => {
+            mod both_meetings {
+                $(
+                    #[test]
+                    fn $test() {
+                        super::$test::<false>();
+                        super::$test::<true>();
+                    }
+                )*
+            }
+        };
+    }
+    with_both_meetings!(
+        a_stalled_partner_hands_its_part_to_thread_zero,
+        the_team_comes_back_after_a_brief_stall,
+        a_partner_that_keeps_stalling_is_left_alone_longer_each_time,
+        a_panic_while_alone_reaches_the_caller,
+    );
+
     /// How an epoch of two [`Recorder`]s goes: part 1's first thread stalls
     /// 20 ms at minibatch 3 (and 5 ms at each later one it steps, with
     /// `keep_stalling`), part 1 panics at `panic_at`, every forward half
     /// takes `work`, and thread 0 starts at solo level `level`.
+    #[derive(Default)]
     struct Script {
         minibatches: usize,
         level: u32,
@@ -905,20 +933,12 @@ mod tests {
         Ok((parts, zero, sh.solo_level.load(Ordering::Relaxed)))
     }
 
-    #[test]
-    fn a_stalled_partner_hands_its_part_to_thread_zero() {
-        a_stalled_partner_hands_its_part_to_thread_zero_with::<false>();
-        a_stalled_partner_hands_its_part_to_thread_zero_with::<true>();
-    }
-
-    fn a_stalled_partner_hands_its_part_to_thread_zero_with<const TILED: bool>() {
+    fn a_stalled_partner_hands_its_part_to_thread_zero<const TILED: bool>() {
         // Alone for seconds: thread 0 keeps both parts to the epoch's end.
         let (parts, zero, _) = run_script::<TILED>(Script {
             minibatches: 10,
             level: MAX_SOLO_LEVEL,
-            keep_stalling: false,
-            panic_at: None,
-            work: Duration::ZERO,
+            ..Script::default()
         })
         .expect("no panic");
         assert_ne!(parts[1].forward[0].1, zero, "a team at first");
@@ -936,21 +956,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_team_comes_back_after_a_brief_stall() {
-        the_team_comes_back_after_a_brief_stall_with::<false>();
-        the_team_comes_back_after_a_brief_stall_with::<true>();
-    }
-
-    fn the_team_comes_back_after_a_brief_stall_with<const TILED: bool>() {
+    fn the_team_comes_back_after_a_brief_stall<const TILED: bool>() {
         // 40 minibatches of 1 ms per part: after the stall, thread 0 works
         // alone (2 ms a minibatch) for FIRST_SOLO, then calls thread 1 back.
         let (parts, zero, _) = run_script::<TILED>(Script {
             minibatches: 40,
-            level: 0,
-            keep_stalling: false,
-            panic_at: None,
             work: Duration::from_millis(1),
+            ..Script::default()
         })
         .expect("no panic");
         let by_zero: Vec<bool> = parts[1].forward.iter().map(|&(_, t)| t == zero).collect();
@@ -966,23 +978,16 @@ mod tests {
         assert!(back <= from + 10, "alone from minibatch {from} to {back}");
     }
 
-    #[test]
-    fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time() {
-        a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with::<false>();
-        a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with::<true>();
-    }
-
-    fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time_with<const TILED: bool>() {
+    fn a_partner_that_keeps_stalling_is_left_alone_longer_each_time<const TILED: bool>() {
         // Thread 1 stalls 5 ms at every minibatch it steps from the 4th on:
         // each time thread 0 calls it back the team disbands again, and
         // thread 0 works alone 4 times longer (2, 8, 32 ms: about 1, 4 and 16
         // minibatches of 2 ms), so the epoch ends alone at level 3 or so.
         let (parts, zero, level) = run_script::<TILED>(Script {
             minibatches: 60,
-            level: 0,
             keep_stalling: true,
-            panic_at: None,
             work: Duration::from_millis(1),
+            ..Script::default()
         })
         .expect("no panic");
         // Stretches of minibatches of part 1 stepped by thread 0.
@@ -1003,22 +1008,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_panic_while_alone_reaches_the_caller() {
-        a_panic_while_alone_reaches_the_caller_with::<false>();
-        a_panic_while_alone_reaches_the_caller_with::<true>();
-    }
-
-    fn a_panic_while_alone_reaches_the_caller_with<const TILED: bool>() {
+    fn a_panic_while_alone_reaches_the_caller<const TILED: bool>() {
         // Thread 1 stalls and waits to be called back; thread 0 then fails
         // stepping part 1 alone: the panic must come out of run_team, not
         // leave thread 1 waiting for a call that never comes.
         let outcome = run_script::<TILED>(Script {
             minibatches: 10,
             level: MAX_SOLO_LEVEL,
-            keep_stalling: false,
             panic_at: Some(8),
-            work: Duration::ZERO,
+            ..Script::default()
         });
         assert!(outcome.is_err(), "the panic reached the caller");
     }
