@@ -147,11 +147,24 @@ static void check_dataset_ownership(const char *data_dir) {
           "accessors on NULL");
     CHECK(sml_dataset_images(NULL) == NULL && sml_dataset_labels(NULL) == NULL,
           "array accessors on NULL");
+    CHECK(sml_dataset_images_mut(NULL) == NULL && sml_dataset_labels_mut(NULL) == NULL,
+          "writable array accessors on NULL");
     /* Read and free twice: leak checkers see both. */
     for (int i = 0; i < 2; i++) {
         sml_dataset *ds = read_mnist(data_dir, "t10k");
         CHECK(sml_dataset_count(ds) == 10000, "count %zu", sml_dataset_count(ds));
         CHECK(sml_dataset_labels(ds)[0] == 7, "first test label %d", sml_dataset_labels(ds)[0]);
+        /* The writable accessors give the same arrays, which the caller
+           may change. */
+        float *X = sml_dataset_images_mut(ds);
+        unsigned char *y = sml_dataset_labels_mut(ds);
+        CHECK(X == sml_dataset_images(ds) && y == sml_dataset_labels(ds),
+              "writable accessors give other arrays");
+        size_t last = sml_dataset_count(ds) * sml_dataset_features(ds) - 1;
+        X[last] = 2.0f;
+        y[0] = 3;
+        CHECK(sml_dataset_images(ds)[last] == 2.0f && sml_dataset_labels(ds)[0] == 3,
+              "writes through the writable accessors are not seen");
         sml_dataset_free(ds);
     }
 }

@@ -384,6 +384,23 @@ const float *sml_dataset_images(const struct sml_dataset *ds);
 // `ds` must be NULL or a live data set.
 const unsigned char *sml_dataset_labels(const struct sml_dataset *ds);
 
+// The images of `sml_dataset_images`, writable: the caller may change them
+// (to normalise in place, say) while it holds the data set, which still
+// owns them; NULL for NULL. This lets a wrapper hand the library's arrays
+// out as its own (the Python package's `parse_mnist` returns numpy arrays
+// over them) instead of copying them.
+//
+// # Safety
+// `ds` must be NULL or a live data set, not in use by another thread.
+float *sml_dataset_images_mut(struct sml_dataset *ds);
+
+// The labels of `sml_dataset_labels`, writable, as
+// `sml_dataset_images_mut`; NULL for NULL.
+//
+// # Safety
+// `ds` must be NULL or a live data set, not in use by another thread.
+unsigned char *sml_dataset_labels_mut(struct sml_dataset *ds);
+
 // Copies the calling thread's last error message, NUL-terminated, into
 // `buf` (`len` bytes). The message is empty after a successful call.
 // `*out_len` (if not NULL) receives the bytes needed including the NUL.

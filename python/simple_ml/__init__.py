@@ -61,10 +61,37 @@ def _fs_path(path, name):
     return path
 
 
+class _LibraryDataset:
+    """A data set from sml_mnist_read, freed once no numpy array over its
+    memory is left: each array's buffer holds a reference."""
+
+    __slots__ = ("_ds", "_free", "__weakref__")
+
+    def __init__(self, ds):
+        self._ds = ds
+        self._free = lib.sml_dataset_free  # still reachable at shutdown
+
+    def __del__(self):
+        self._free(self._ds)
+
+
+def _array_over(address, ctype, dtype, shape, owner):
+    """A writable numpy array over `shape` items of `ctype` at `address`,
+    keeping `owner` alive as long as it (or any view of it) lives."""
+    size = int(np.prod(shape))
+    if size == 0:
+        return np.empty(shape, dtype=dtype)
+    buffer = (ctype * size).from_address(ctypes.cast(address, ctypes.c_void_p).value)
+    buffer.owner = owner
+    return np.ndarray(shape, dtype=dtype, buffer=buffer)
+
+
 def parse_mnist(image_filename, label_filename):
     """Reads an MNIST image file and its label file (IDX, gzip-compressed or
     not). Returns X, a (count, rows*cols) float32 array of pixels scaled to
-    [0, 1], and y, a (count,) uint8 array, both owned by numpy.
+    [0, 1], and y, a (count,) uint8 array. Both are writable, C-contiguous
+    numpy arrays over the memory the library read the files into (no copy):
+    it is freed once neither array nor any view of them is left.
 
     Raises FileNotFoundError / IsADirectoryError / OSError when a file cannot
     be read, IdxFormatError (a ValueError) when a file is damaged or the two
@@ -81,17 +108,11 @@ def parse_mnist(image_filename, label_filename):
         shown = label_path.decode("utf-8", "replace") + ":"
         failing = label_path if message.startswith(shown) else image_path
         raise error_for(status, message, os.fsdecode(failing))
-    try:
-        count = lib.sml_dataset_count(dataset)
-        n = lib.sml_dataset_features(dataset)
-        X = np.empty((count, n), dtype=np.float32)
-        y = np.empty(count, dtype=np.uint8)
-        if X.size:
-            ctypes.memmove(X.ctypes.data, lib.sml_dataset_images(dataset), X.nbytes)
-        if y.size:
-            ctypes.memmove(y.ctypes.data, lib.sml_dataset_labels(dataset), y.nbytes)
-    finally:
-        lib.sml_dataset_free(dataset)
+    owner = _LibraryDataset(dataset)
+    count = lib.sml_dataset_count(dataset)
+    n = lib.sml_dataset_features(dataset)
+    X = _array_over(lib.sml_dataset_images_mut(dataset), ctypes.c_float, np.float32, (count, n), owner)
+    y = _array_over(lib.sml_dataset_labels_mut(dataset), ctypes.c_ubyte, np.uint8, (count,), owner)
     return X, y
 
 

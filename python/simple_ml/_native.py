@@ -111,6 +111,8 @@ PROTOTYPES = {
     "sml_dataset_image_cols": (_sz, [_dsp]),
     "sml_dataset_images": (_f32p, [_dsp]),
     "sml_dataset_labels": (_u8p, [_dsp]),
+    "sml_dataset_images_mut": (_f32p, [_dsp]),
+    "sml_dataset_labels_mut": (_u8p, [_dsp]),
     "sml_last_error_message": (sml_status, [POINTER(c_char), _sz, POINTER(c_size_t)]),
     "sml_status_str": (c_char_p, [sml_status]),
     "sml_version": (c_char_p, []),

@@ -1,5 +1,8 @@
 """The course's published hw0 numbers on the real MNIST files, through the
 installed Python package."""
+import gc
+import weakref
+
 import numpy as np
 import pytest
 
@@ -21,8 +24,8 @@ def test_parse_mnist(mnist_train, mnist_test):
     X, y = mnist_train
     assert X.dtype == np.float32 and y.dtype == np.uint8
     assert X.shape == (60000, 784) and y.shape == (60000,)
-    assert X.flags.c_contiguous and X.flags.owndata and X.flags.writeable
-    assert y.flags.owndata and y.flags.writeable
+    assert X.flags.c_contiguous and X.flags.writeable and X.flags.aligned
+    assert y.flags.c_contiguous and y.flags.writeable
     np.testing.assert_allclose(np.linalg.norm(X[:10]), 27.892084, rtol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(X[:1000]), 293.0717, rtol=1e-6)
     np.testing.assert_equal(y[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
@@ -38,6 +41,34 @@ def test_parse_mnist_matches_numpy_reference():
     # Pixels are byte / 255 exactly, as numpy computes them.
     np.testing.assert_array_equal(X, X_ref)
     np.testing.assert_array_equal(y, y_ref)
+
+
+def test_parse_mnist_arrays_own_the_library_memory_until_the_last_goes():
+    images, labels = mnist_path("t10k-images-idx3-ubyte.gz"), mnist_path("t10k-labels-idx1-ubyte.gz")
+    X_ref, y_ref = numpy_reference.parse_mnist(images, labels)
+    X, y = parse_mnist(images, labels)
+    dataset = weakref.ref(X.base.owner)
+    assert y.base.owner is dataset()
+    # Each call reads into its own memory.
+    X2, _ = parse_mnist(images, labels)
+    X2[0, :] = 7.0
+    np.testing.assert_array_equal(X, X_ref)
+    del X2
+    # Either array, or a view of one, keeps the data set alive.
+    del y
+    gc.collect()
+    assert dataset() is not None
+    np.testing.assert_array_equal(X, X_ref)
+    view = X[5:10]
+    del X
+    gc.collect()
+    assert dataset() is not None
+    np.testing.assert_array_equal(view, X_ref[5:10])
+    view[0, 0] = 0.5
+    assert view[0, 0] == 0.5
+    del view
+    gc.collect()
+    assert dataset() is None
 
 
 def test_softmax_loss(mnist_train):

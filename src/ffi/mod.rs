@@ -822,6 +822,38 @@ pub unsafe extern "C" fn sml_dataset_labels(ds: *const sml_dataset) -> *const c_
     unsafe { dataset_field(ds, std::ptr::null(), |d| d.labels.as_ptr()) }
 }
 
+/// The images of `sml_dataset_images`, writable: the caller may change them
+/// (to normalise in place, say) while it holds the data set, which still
+/// owns them; NULL for NULL. This lets a wrapper hand the library's arrays
+/// out as its own (the Python package's `parse_mnist` returns numpy arrays
+/// over them) instead of copying them.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set, not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_images_mut(ds: *mut sml_dataset) -> *mut f32 {
+    // SAFETY: NULL is handled; otherwise the caller passes a live data set
+    // that nothing else uses meanwhile.
+    match unsafe { ds.as_mut() } {
+        Some(ds) => ds.images.as_mut_ptr(),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// The labels of `sml_dataset_labels`, writable, as
+/// `sml_dataset_images_mut`; NULL for NULL.
+///
+/// # Safety
+/// `ds` must be NULL or a live data set, not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn sml_dataset_labels_mut(ds: *mut sml_dataset) -> *mut c_uchar {
+    // SAFETY: as in sml_dataset_images_mut.
+    match unsafe { ds.as_mut() } {
+        Some(ds) => ds.labels.as_mut_ptr(),
+        None => std::ptr::null_mut(),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Errors and version.
 // ---------------------------------------------------------------------------
