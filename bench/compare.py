@@ -358,7 +358,7 @@ def worker(spec_path):
             "lib_ms": median_time(lambda: module_parse(imgs, lbls), repeat) if module_parse else None,
             "c_ms": median_time(lambda: lib_read_free(lib, imgs, lbls), repeat),
             "numpy_ms": median_time(lambda: ref.parse_mnist(imgs, lbls), repeat),
-            "rows": int(Xl.shape[0]),
+            "rows": int(Xn.shape[0]),
         }
     elif kind == "numpy_job":
         with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
