@@ -89,9 +89,10 @@ def _array_over(address, ctype, dtype, shape, owner):
 def parse_mnist(image_filename, label_filename):
     """Reads an MNIST image file and its label file (IDX, gzip-compressed or
     not). Returns X, a (count, rows*cols) float32 array of pixels scaled to
-    [0, 1], and y, a (count,) uint8 array. Both are writable, C-contiguous
-    numpy arrays over the memory the library read the files into (no copy):
-    it is freed once neither array nor any view of them is left.
+    [0, 1], and y, a (count,) uint8 array, both writable and C-contiguous.
+    X is a numpy array over the memory the library read the images into (no
+    copy), freed once neither X nor any view of it is left; y is a copy of
+    the labels, so that it does not keep that memory.
 
     Raises FileNotFoundError / IsADirectoryError / OSError when a file cannot
     be read, IdxFormatError (a ValueError) when a file is damaged or the two
@@ -112,7 +113,9 @@ def parse_mnist(image_filename, label_filename):
     count = lib.sml_dataset_count(dataset)
     n = lib.sml_dataset_features(dataset)
     X = _array_over(lib.sml_dataset_images_mut(dataset), ctypes.c_float, np.float32, (count, n), owner)
-    y = _array_over(lib.sml_dataset_labels_mut(dataset), ctypes.c_ubyte, np.uint8, (count,), owner)
+    # The labels (a byte per image) are copied, so that keeping y alone does
+    # not keep the images' memory.
+    y = _array_over(lib.sml_dataset_labels_mut(dataset), ctypes.c_ubyte, np.uint8, (count,), owner).copy()
     return X, y
 
 
