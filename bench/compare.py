@@ -343,7 +343,7 @@ def worker(spec_path):
         Xn, yn = ref.parse_mnist(imgs, lbls)
         try:
             # The package's parse_mnist, on the library just built
-            # (SIMPLE_ML_LIB): numpy arrays over the library's memory.
+            # (SIMPLE_ML_LIB): X a numpy array over the library's memory.
             from simple_ml import parse_mnist as module_parse
         except ImportError as e:
             module_parse = None
@@ -579,7 +579,7 @@ def render(res):
                   "| implementation | ms | ratio |", "|---|---:|---:|",
                   "| Python gzip + numpy (numpy_reference.parse_mnist) | %s | 1.00× |" % fmt_ms(p["numpy_ms"]),
                   "| simple_ml C ABI: sml_mnist_read + sml_dataset_free (library-owned X, y) | %s | %s |" % (fmt_ms(p["c_ms"]), fmt_ratio(p["numpy_ms"], p["c_ms"])),
-                  "| simple_ml.parse_mnist, the Python package (numpy arrays over the library's memory) | %s | %s |" % (fmt_ms(p["lib_ms"]), fmt_ratio(p["numpy_ms"], p["lib_ms"]))]
+                  "| simple_ml.parse_mnist, the Python package (X over the library's memory, y copied) | %s | %s |" % (fmt_ms(p["lib_ms"]), fmt_ratio(p["numpy_ms"], p["lib_ms"]))]
     j = res.get("job")
     if j:
         lines += ["", "Whole default job (`target/release/simple-ml`: softmax 10 epochs + hidden-400 net 20 epochs, lr 0.2, evaluation after every epoch, %d training rows):" % res["rows"], "",
