@@ -63,7 +63,7 @@ def _fs_path(path, name):
 
 class _LibraryDataset:
     """A data set from sml_mnist_read, freed once no numpy array over its
-    memory is left: each array's buffer holds a reference."""
+    memory is left: the buffer under each such array holds a reference."""
 
     __slots__ = ("_ds", "_free", "__weakref__")
 
