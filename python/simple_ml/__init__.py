@@ -115,7 +115,9 @@ def parse_mnist(image_filename, label_filename):
     X = _array_over(lib.sml_dataset_images_mut(dataset), ctypes.c_float, np.float32, (count, n), owner)
     # The labels (a byte per image) are copied, so that keeping y alone does
     # not keep the images' memory.
-    y = _array_over(lib.sml_dataset_labels_mut(dataset), ctypes.c_ubyte, np.uint8, (count,), owner).copy()
+    y = np.empty(count, dtype=np.uint8)
+    if count:
+        ctypes.memmove(y.ctypes.data, lib.sml_dataset_labels(dataset), count)
     return X, y
 
 
