@@ -55,6 +55,16 @@ pub(crate) fn mul_add<I: Isa>(a: f32, b: f32, c: f32) -> f32 {
     }
 }
 
+/// `a * b + c` in double precision, fused where the instruction set has FMA.
+#[inline(always)]
+pub(crate) fn mul_add_f64<I: Isa>(a: f64, b: f64, c: f64) -> f64 {
+    if I::FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
 /// `y += a * x` on fixed-size arrays, through a local copy so that LLVM sees
 /// no possible aliasing and emits whole-register operations.
 #[inline(always)]
