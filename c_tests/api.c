@@ -154,6 +154,10 @@ static void check_dataset_ownership(const char *data_dir) {
         sml_dataset *ds = read_mnist(data_dir, "t10k");
         CHECK(sml_dataset_count(ds) == 10000, "count %zu", sml_dataset_count(ds));
         CHECK(sml_dataset_labels(ds)[0] == 7, "first test label %d", sml_dataset_labels(ds)[0]);
+        /* The images start on a cache line, so 16-float chunks of rows of
+           784 never straddle two. */
+        CHECK((uintptr_t)sml_dataset_images(ds) % 64 == 0, "images at %p",
+              (const void *)sml_dataset_images(ds));
         /* The writable accessors give the same arrays, which the caller
            may change. */
         float *X = sml_dataset_images_mut(ds);

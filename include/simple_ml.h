@@ -372,7 +372,8 @@ size_t sml_dataset_image_rows(const struct sml_dataset *ds);
 // `ds` must be NULL or a live data set.
 size_t sml_dataset_image_cols(const struct sml_dataset *ds);
 
-// The count×features images, row-major, owned by the data set; NULL for NULL.
+// The count×features images, row-major, owned by the data set, starting on a
+// 64-byte boundary; NULL for NULL.
 //
 // # Safety
 // `ds` must be NULL or a live data set.

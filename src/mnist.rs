@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use byteorder::{BigEndian, ByteOrder};
 use flate2::read::MultiGzDecoder;
-use ndarray::{Array1, Array2};
+use ndarray::{s, Array1, Array2};
 
 use crate::error::{Error, IdxError, IdxErrorKind, Result};
 
@@ -88,6 +88,34 @@ fn pixel(byte: u8) -> f32 {
     f32::from(byte) / 255.0
 }
 
+/// Bytes the pixels are aligned to: a cache line. Rows of 784 floats are
+/// whole lines, so every 16-pixel chunk of every row then lies in one line
+/// instead of straddling two (numpy, and the allocator for a large vector,
+/// start 16 bytes past a line). Measured: softmax epochs on two threads
+/// 21.0 against 22.2–22.4 ms (medians of 16 interleaved runs on X at each
+/// offset), on one thread 32.5 against 34.8–35.3 ms.
+const PIXEL_ALIGN: usize = 64;
+
+/// An empty vector with room for `len` pixels after `pad` zeros, where
+/// `pad` puts the first pixel on a [`PIXEL_ALIGN`] boundary. Returns the
+/// vector (holding the `pad` zeros) and `pad`.
+fn aligned_pixels(len: usize) -> (Vec<f32>, usize) {
+    const FLOAT: usize = std::mem::size_of::<f32>();
+    let mut v: Vec<f32> = Vec::with_capacity(len + PIXEL_ALIGN / FLOAT - 1);
+    let pad = (v.as_ptr() as usize).wrapping_neg() % PIXEL_ALIGN / FLOAT;
+    v.resize(pad, 0.0);
+    (v, pad)
+}
+
+/// The pixels after the first `pad` of `v` as `count` rows of `row`: an
+/// array that keeps `v` whole and starts `pad` floats into it.
+fn pixel_rows(v: Vec<f32>, pad: usize, (count, row): (usize, usize)) -> Array2<f32> {
+    Array1::from_vec(v)
+        .slice_move(s![pad..])
+        .into_shape_with_order((count, row))
+        .expect("body length was checked against the header")
+}
+
 /// Asks Linux to back the spare capacity of `v` with 2 MiB pages where it
 /// can (transparent huge pages in `madvise` mode): filling 188 MB of fresh
 /// 4 KiB pages costs ~46,000 page faults. Elsewhere, or if refused, nothing
@@ -162,14 +190,14 @@ fn inflate_images(
     let expected = body_len(&dims)?;
     let bound = compressed_len.saturating_mul(MAX_DEFLATE_RATIO);
     // At most as many bytes reserved as the byte body could get.
-    let mut pixels: Vec<f32> = Vec::with_capacity(expected.min(bound / 4) as usize);
+    let (mut pixels, pad) = aligned_pixels(expected.min(bound / 4) as usize);
     advise_huge_pages(&mut pixels);
     // Ask for one byte more than declared so that trailing data is noticed.
     let mut body = stream.take(expected + 1);
     // A byte past the declared body is an error found below; it is not
     // converted (which could make the full-size vector grow).
     let convert = |pixels: &mut Vec<f32>, chunk: &[u8]| {
-        let room = (expected as usize).saturating_sub(pixels.len());
+        let room = (expected as usize).saturating_sub(pixels.len() - pad);
         pixels.extend(chunk[..chunk.len().min(room)].iter().map(|&b| pixel(b)));
     };
     let inflated = if crate::parallel::num_threads() < 2 {
@@ -210,8 +238,7 @@ fn inflate_images(
     let total = inflated.map_err(IdxErrorKind::Gzip)?;
     check_body_len(expected, total)?;
     let (count, rows, cols) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
-    let pixels = Array2::from_shape_vec((count, rows * cols), pixels)
-        .expect("body length was checked against the header");
+    let pixels = pixel_rows(pixels, pad, (count, rows * cols));
     Ok(Images { pixels, rows, cols })
 }
 
@@ -245,9 +272,9 @@ impl Idx<'_> {
             self.dims[1] as usize,
             self.dims[2] as usize,
         );
-        let pixels: Vec<f32> = self.body.iter().map(|&b| pixel(b)).collect();
-        let pixels = Array2::from_shape_vec((count, rows * cols), pixels)
-            .expect("body length was checked against the header");
+        let (mut pixels, pad) = aligned_pixels(self.body.len());
+        pixels.extend(self.body.iter().map(|&b| pixel(b)));
+        let pixels = pixel_rows(pixels, pad, (count, rows * cols));
         Images { pixels, rows, cols }
     }
 

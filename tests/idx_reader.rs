@@ -149,6 +149,13 @@ fn images_outcome(images: &Images) -> Outcome {
         images.rows * images.cols,
         "a row holds one image"
     );
+    // Whole cache lines for the kernels' 16-pixel loads (src/mnist.rs).
+    assert!(images.pixels.is_standard_layout());
+    assert_eq!(
+        images.pixels.as_ptr() as usize % 64,
+        0,
+        "pixels start a cache line"
+    );
     Outcome::Images {
         count: images.pixels.nrows(),
         rows: images.rows,
@@ -344,6 +351,7 @@ proptest! {
         prop_assert_eq!(read_images_outcome(&img), want);
         let (x, y) = parse_mnist(&img, &lbl).unwrap();
         prop_assert_eq!(x.dim(), (count as usize, (rows * cols) as usize));
+        prop_assert_eq!(x.as_ptr() as usize % 64, 0);
         prop_assert_eq!(x.iter().copied().collect::<Vec<_>>(), pixels_of(&images));
         prop_assert_eq!(y.to_vec(), vec![labels[0]; count as usize]);
     }

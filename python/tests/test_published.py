@@ -25,6 +25,7 @@ def test_parse_mnist(mnist_train, mnist_test):
     assert X.dtype == np.float32 and y.dtype == np.uint8
     assert X.shape == (60000, 784) and y.shape == (60000,)
     assert X.flags.c_contiguous and X.flags.writeable and X.flags.aligned
+    assert X.ctypes.data % 64 == 0  # whole cache lines for the kernels
     assert y.flags.c_contiguous and y.flags.writeable
     np.testing.assert_allclose(np.linalg.norm(X[:10]), 27.892084, rtol=1e-7)
     np.testing.assert_allclose(np.linalg.norm(X[:1000]), 293.0717, rtol=1e-6)

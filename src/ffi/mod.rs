@@ -804,7 +804,8 @@ pub unsafe extern "C" fn sml_dataset_image_cols(ds: *const sml_dataset) -> usize
     unsafe { dataset_field(ds, 0, |d| d.cols) }
 }
 
-/// The count×features images, row-major, owned by the data set; NULL for NULL.
+/// The count×features images, row-major, owned by the data set, starting on a
+/// 64-byte boundary; NULL for NULL.
 ///
 /// # Safety
 /// `ds` must be NULL or a live data set.
