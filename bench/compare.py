@@ -243,33 +243,45 @@ def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_epochs(epoch, X, y, workload, repeat, refs, label):
-    """One checked warm-up epoch, then `repeat` timed epochs, each from the
-    same initial weights so that every implementation does the same work."""
+def time_epochs(epochs, X, y, workload, repeat, refs):
+    """For each (label, epoch) in `epochs`: one checked warm-up epoch, then
+    `repeat` timed epochs, each from the same initial weights so that every
+    implementation does the same work. With several epochs (the library
+    through its C ABI and through the Python module) the timed epochs take
+    turns, so that the machine's drift over a run falls on both alike.
+    Returns one (result, first weights) pair per entry of `epochs`."""
     init = initial_weights(workload, X.shape[1])
-    w = [a.copy() for a in init]
-    epoch(X, y, *w)
-    agree = guard(workload, w, refs[workload], label)
-    first = [a.copy() for a in w]
-    wall, cpu, faults = [], [], []
-    for _ in range(repeat):
+    firsts, agree = [], []
+    for label, epoch in epochs:
         w = [a.copy() for a in init]
-        f0, c0, t0 = minor_faults(), time.process_time(), time.perf_counter()
         epoch(X, y, *w)
-        t1, c1, f1 = time.perf_counter(), time.process_time(), minor_faults()
-        wall.append(t1 - t0)
-        cpu.append(c1 - c0)
-        faults.append(f1 - f0)
-    return {
-        "median_ms": 1e3 * statistics.median(wall),
-        "min_ms": 1e3 * min(wall),
-        "samples_ms": [1e3 * t for t in wall],
-        "cpu_ms_median": 1e3 * statistics.median(cpu),
-        "minor_faults_median": statistics.median(faults),
-        "agreement": agree,
-        "same_bits_every_run": all(np.array_equal(a, b) for a, b in zip(first, w)),
+        agree.append(guard(workload, w, refs[workload], label))
+        firsts.append([a.copy() for a in w])
+    samples = [{"wall": [], "cpu": [], "faults": [], "same": True} for _ in epochs]
+    for i in range(repeat):
+        order = list(range(len(epochs)))
+        if i % 2:
+            order.reverse()
+        for e in order:
+            w = [a.copy() for a in init]
+            f0, c0, t0 = minor_faults(), time.process_time(), time.perf_counter()
+            epochs[e][1](X, y, *w)
+            t1, c1, f1 = time.perf_counter(), time.process_time(), minor_faults()
+            got = samples[e]
+            got["wall"].append(t1 - t0)
+            got["cpu"].append(c1 - c0)
+            got["faults"].append(f1 - f0)
+            got["same"] = got["same"] and all(np.array_equal(a, b) for a, b in zip(firsts[e], w))
+    return [({
+        "median_ms": 1e3 * statistics.median(got["wall"]),
+        "min_ms": 1e3 * min(got["wall"]),
+        "samples_ms": [1e3 * t for t in got["wall"]],
+        "cpu_ms_median": 1e3 * statistics.median(got["cpu"]),
+        "minor_faults_median": statistics.median(got["faults"]),
+        "agreement": a,
+        "same_bits_every_run": got["same"],
         "result_file": None,
-    }, first
+    }, first) for got, a, first in zip(samples, agree, firsts)]
 
 
 def median_time(fn, repeat):
@@ -298,34 +310,37 @@ def worker(spec_path):
         refs[w] = [z["W%d" % i] for i in range(len(z.files))]
     results = {}
 
-    def run_all(epochs, label):
-        softmax_fn, nn_fn = epochs
+    def run_all(epochs, label, side=None, side_workloads=()):
+        """Times each workload of `epochs` (a softmax and a network epoch);
+        for the workloads in `side_workloads`, `side` (label, epochs) takes
+        turns with it epoch by epoch."""
         for w in spec["workloads"]:
-            fn = softmax_fn if w == "softmax" else nn_fn
-            r, first = time_epochs(fn, X, y, w, repeat, refs, label)
-            path = os.path.join(spec["tmp"], "%s-%s-%s.npz" % (spec["name"], label, w))
-            np.savez(path, **{"W%d" % i: a for i, a in enumerate(first)})
-            r["result_file"] = path
-            results.setdefault(label, {})[w] = r
+            pick = lambda fns: fns[0] if w == "softmax" else fns[1]
+            impls = [(label, pick(epochs))]
+            if side is not None and w in side_workloads:
+                impls.append((side[0], pick(side[1])))
+            for (name, _), (r, first) in zip(impls, time_epochs(impls, X, y, w, repeat, refs)):
+                path = os.path.join(spec["tmp"], "%s-%s-%s.npz" % (spec["name"], name, w))
+                np.savez(path, **{"W%d" % i: a for i, a in enumerate(first)})
+                r["result_file"] = path
+                results.setdefault(name, {})[w] = r
 
     if kind == "lib":
         lib = load_library(spec["lib"])
         out["version"] = lib.sml_version().decode()
         out["simd"] = library_simd(lib)
-        run_all((lib_softmax_epoch(lib), lib_nn_epoch(lib)), "lib")
+        module = None
         try:
             import simple_ml_ext
             from simple_ml import _native
             out["module_file"] = simple_ml_ext.__file__
             out["module_library"] = _native.library_path()
-            mod = (lambda X, y, th, lr=LR, batch=BATCH: simple_ml_ext.softmax_regression_epoch_cpp(X, y, th, lr, batch),
-                   lambda X, y, W1, W2, lr=LR, batch=BATCH: simple_ml_ext.nn_epoch_cpp(X, y, W1, W2, lr, batch))
-            saved = spec["workloads"]
-            spec["workloads"] = [w for w in saved if w in ("softmax", "nn100")]
-            run_all(mod, "module")
-            spec["workloads"] = saved
+            module = ("module", (
+                lambda X, y, th, lr=LR, batch=BATCH: simple_ml_ext.softmax_regression_epoch_cpp(X, y, th, lr, batch),
+                lambda X, y, W1, W2, lr=LR, batch=BATCH: simple_ml_ext.nn_epoch_cpp(X, y, W1, W2, lr, batch)))
         except ImportError as e:
             out["notes"].append("simple_ml_ext not importable (%s): Python-module rows skipped" % e)
+        run_all((lib_softmax_epoch(lib), lib_nn_epoch(lib)), "lib", module, ("softmax", "nn100"))
     elif kind == "numpy":
         with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
             out["blas"] = blas_info()
