@@ -36,6 +36,7 @@ struct workspace {
     double loss;
     double err;
     uint32_t out[M];
+    size_t epochs_run;
     sml_data train;
     sml_data test;
     sml_data test_narrow;
@@ -48,8 +49,8 @@ static const struct {
 } FIELDS[] = {
 #define FIELD(f) {#f, offsetof(struct workspace, f), sizeof(((struct workspace *)0)->f)}
     FIELD(X),     FIELD(y),  FIELD(y_test), FIELD(Z),     FIELD(Z64),  FIELD(theta),
-    FIELD(W1),    FIELD(W2), FIELD(loss),   FIELD(err),   FIELD(out),  FIELD(train),
-    FIELD(test),  FIELD(test_narrow),       FIELD(ds),
+    FIELD(W1),    FIELD(W2), FIELD(loss),   FIELD(err),   FIELD(out),  FIELD(epochs_run),
+    FIELD(train), FIELD(test),              FIELD(test_narrow),       FIELD(ds),
 #undef FIELD
 };
 
@@ -215,7 +216,7 @@ static void write_files(const char *scratch) {
 enum entry {
     SR_EPOCH, SR_EPOCH_CPP, NN_EPOCH, NN_EPOCH_CPP, LOSS_F32, LOSS_F64, LOSS_CPP, LOSS_ERR_F32,
     LOSS_ERR_F64, SR_LOSS_ERR, NN_LOSS_ERR, SR_PREDICT, NN_PREDICT, INIT_WEIGHTS, TRAIN_SOFTMAX,
-    TRAIN_NN, MNIST_READ
+    TRAIN_NN, TRAIN_SOFTMAX_STOPPABLE, TRAIN_NN_STOPPABLE, MNIST_READ
 };
 
 static const char *const ENTRY_NAME[] = {
@@ -223,7 +224,8 @@ static const char *const ENTRY_NAME[] = {
     "nn_epoch_cpp", "sml_softmax_loss_f32", "sml_softmax_loss_f64", "softmax_loss_cpp",
     "sml_loss_err_f32", "sml_loss_err_f64", "sml_softmax_regression_loss_err",
     "sml_nn_loss_err", "sml_softmax_regression_predict", "sml_nn_predict",
-    "sml_nn_init_weights", "sml_train_softmax", "sml_train_nn", "sml_mnist_read",
+    "sml_nn_init_weights", "sml_train_softmax", "sml_train_nn", "sml_train_softmax_stoppable",
+    "sml_train_nn_stoppable", "sml_mnist_read",
 };
 
 /* The arguments of any entry point; a case edits the valid default. */
@@ -238,6 +240,8 @@ struct call {
     size_t batch;
     double *out_loss, *out_err;
     uint32_t *out;
+    size_t *epochs_run;
+    sml_epoch_control control;
     const sml_data *train, *test;
     const char *image_path, *label_path;
     sml_dataset **ds_out;
@@ -249,6 +253,16 @@ static void count_epochs(const sml_epoch_report *report, void *user) {
     (void)report;
     (void)user;
     callback_calls++;
+}
+
+static int count_and_go_on(const sml_epoch_report *report, void *user) {
+    count_epochs(report, user);
+    return 0;
+}
+
+static int count_and_stop(const sml_epoch_report *report, void *user) {
+    count_epochs(report, user);
+    return 1;
 }
 
 static struct call default_call(struct workspace *w) {
@@ -270,6 +284,8 @@ static struct call default_call(struct workspace *w) {
     c.out_loss = &w->loss;
     c.out_err = &w->err;
     c.out = w->out;
+    c.epochs_run = &w->epochs_run;
+    c.control = count_and_go_on;
     c.train = &w->train;
     c.test = &w->test;
     c.image_path = paths[F_IMAGES];
@@ -325,6 +341,12 @@ static sml_status dispatch(enum entry e, const struct call *c, float *cpp_loss) 
     case TRAIN_NN:
         return sml_train_nn(c->train, c->test, c->k, c->d, c->epochs, c->lr, c->batch, 0, c->W1,
                             c->W2, count_epochs, NULL);
+    case TRAIN_SOFTMAX_STOPPABLE:
+        return sml_train_softmax_stoppable(c->train, c->test, c->k, c->epochs, c->lr, c->batch,
+                                           c->theta, c->control, NULL, c->epochs_run);
+    case TRAIN_NN_STOPPABLE:
+        return sml_train_nn_stoppable(c->train, c->test, c->k, c->d, c->epochs, c->lr, c->batch,
+                                      0, c->W1, c->W2, c->control, NULL, c->epochs_run);
     case MNIST_READ:
         return sml_mnist_read(c->image_path, c->label_path, c->ds_out);
     }
@@ -408,6 +430,11 @@ EDIT(test_label_k, w->y_test[2] = K)
 EDIT(theta_over_train_x, c->theta = w->X + 1)
 EDIT(w1_over_test_y, w->test.y = (const unsigned char *)(void *)w->W1)
 EDIT(epochs_zero, c->epochs = 0)
+EDIT(epochs_run_over_theta, c->epochs_run = (size_t *)(void *)(w->theta + 2))
+EDIT(epochs_run_over_train_x, c->epochs_run = (size_t *)(void *)w->X)
+EDIT(epochs_run_misaligned, c->epochs_run = (size_t *)(void *)((char *)&w->epochs_run + 1))
+EDIT(stop_after_first, c->control = count_and_stop)
+EDIT(epochs_run_null, c->epochs_run = NULL)
 EDIT(image_path_null, c->image_path = NULL)
 EDIT(label_path_null, c->label_path = NULL)
 EDIT(ds_out_null, c->ds_out = NULL)
@@ -498,6 +525,49 @@ static void theta_is_zero(const struct workspace *before, const struct workspace
         CHECK(after->theta[e] == 0.0f, "theta[%zu] = %g after 0 epochs", e, (double)after->theta[e]);
     }
     CHECK(callback_calls == 0, "the callback ran %zu times for 0 epochs", callback_calls);
+}
+
+/* Stopped by its callback after the first of 2 epochs: *epochs_run = 1 and
+ * the weights of one epoch, as a 1-epoch sml_train_* call gives them. */
+static void stopped_after_one(const struct workspace *after, const struct workspace *one) {
+    CHECK(callback_calls == 1, "the callback ran %zu times", callback_calls);
+    CHECK(after->epochs_run == 1, "epochs_run = %zu", after->epochs_run);
+    CHECK(memcmp(after->theta, one->theta, sizeof one->theta) == 0, "theta differs");
+    CHECK(memcmp(after->W1, one->W1, sizeof one->W1) == 0, "W1 differs");
+    CHECK(memcmp(after->W2, one->W2, sizeof one->W2) == 0, "W2 differs");
+}
+
+static void softmax_stopped_after_one(const struct workspace *before,
+                                      const struct workspace *after, const struct call *c) {
+    (void)before;
+    static struct workspace one;
+    reset_workspace(&one);
+    REQUIRE(sml_train_softmax(&one.train, &one.test, c->k, 1, c->lr, c->batch, one.theta, NULL,
+                              NULL) == SML_OK,
+            "%s", last_error());
+    stopped_after_one(after, &one);
+}
+
+static void nn_stopped_after_one(const struct workspace *before, const struct workspace *after,
+                                 const struct call *c) {
+    (void)before;
+    static struct workspace one;
+    reset_workspace(&one);
+    REQUIRE(sml_train_nn(&one.train, &one.test, c->k, c->d, 1, c->lr, c->batch, 0, one.W1, one.W2,
+                         NULL, NULL) == SML_OK,
+            "%s", last_error());
+    stopped_after_one(after, &one);
+}
+
+/* Never stopped: both epochs run, *epochs_run = 2 unless it is NULL. */
+static void ran_both_epochs(const struct workspace *before, const struct workspace *after,
+                            const struct call *c) {
+    CHECK(callback_calls == 2, "the callback ran %zu times", callback_calls);
+    if (c->epochs_run != NULL) {
+        CHECK(after->epochs_run == 2, "epochs_run = %zu", after->epochs_run);
+    } else {
+        CHECK(after->epochs_run == before->epochs_run, "epochs_run written through NULL?");
+    }
 }
 
 static void read_the_small_files(const struct workspace *before, const struct workspace *after,
@@ -652,6 +722,15 @@ static const struct bad_case CASES[] = {
     {TRAIN_NN, "`W2` overlaps `W1`", w2_over_w1, SML_INVALID_ARGUMENT, "W1 overlaps W2 in memory", UNTOUCHED, NULL, ""},
     {TRAIN_NN, "`test->y` inside `W1`", w1_over_test_y, SML_INVALID_ARGUMENT, "W1 overlaps test->y in memory", UNTOUCHED, NULL, ""},
     {TRAIN_NN, "`lr = +inf`", lr_inf, SML_INVALID_ARGUMENT, "learning rate must be finite", UNTOUCHED, NULL, ""},
+    {TRAIN_SOFTMAX_STOPPABLE, "`train = NULL`", train_null, SML_NULL_POINTER, "train is NULL", UNTOUCHED, NULL, ""},
+    {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run` inside `theta`", epochs_run_over_theta, SML_INVALID_ARGUMENT, "epochs_run overlaps theta in memory", UNTOUCHED, NULL, ""},
+    {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run` misaligned", epochs_run_misaligned, SML_INVALID_ARGUMENT, "epochs_run", UNTOUCHED, NULL, ""},
+    {TRAIN_SOFTMAX_STOPPABLE, "callback returns 1 after epoch 0 of 2", stop_after_first, SML_OK, "", WRITES, softmax_stopped_after_one, "theta after 1 epoch, `*epochs_run = 1`"},
+    {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run = NULL`", epochs_run_null, SML_OK, "", WRITES, ran_both_epochs, "theta after 2 epochs"},
+    {TRAIN_NN_STOPPABLE, "`W1 = NULL`", w1_null, SML_NULL_POINTER, "W1 is NULL", UNTOUCHED, NULL, ""},
+    {TRAIN_NN_STOPPABLE, "`epochs_run` inside `train->X`", epochs_run_over_train_x, SML_INVALID_ARGUMENT, "epochs_run overlaps train->X in memory", UNTOUCHED, NULL, ""},
+    {TRAIN_NN_STOPPABLE, "callback returns 0", none, SML_OK, "", WRITES, ran_both_epochs, "W1, W2 after 2 epochs, `*epochs_run = 2`"},
+    {TRAIN_NN_STOPPABLE, "callback returns 1 after epoch 0 of 2", stop_after_first, SML_OK, "", WRITES, nn_stopped_after_one, "W1, W2 after 1 epoch, `*epochs_run = 1`"},
     /* reading MNIST */
     {MNIST_READ, "`image_path = NULL`", image_path_null, SML_NULL_POINTER, "image_path is NULL", UNTOUCHED, NULL, ""},
     {MNIST_READ, "`label_path = NULL`", label_path_null, SML_NULL_POINTER, "label_path is NULL", UNTOUCHED, NULL, ""},

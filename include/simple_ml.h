@@ -65,6 +65,10 @@ typedef struct sml_epoch_report {
 // call, and the caller's `user` pointer. May be NULL.
 typedef void (*sml_epoch_callback)(const struct sml_epoch_report *report, void *user);
 
+// Called after every epoch like `sml_epoch_callback`, but returns 0 to go
+// on or any other value to end training after this epoch. May be NULL.
+typedef int (*sml_epoch_control)(const struct sml_epoch_report *report, void *user);
+
 // Success.
 #define SML_OK 0
 
@@ -312,6 +316,24 @@ sml_status sml_train_softmax(const struct sml_data *train,
                              sml_epoch_callback callback,
                              void *user);
 
+// `sml_train_softmax` whose callback can end training early: when it
+// returns non-zero, training stops after that epoch and `theta` gets the
+// weights reached so far (early stopping; a user's interrupt). Unless
+// NULL, `*epochs_run` gets the number of epochs trained.
+//
+// # Safety
+// As for `sml_train_softmax`; epochs_run NULL or valid for one size_t.
+sml_status sml_train_softmax_stoppable(const struct sml_data *train,
+                                       const struct sml_data *test,
+                                       size_t k,
+                                       size_t epochs,
+                                       float lr,
+                                       size_t batch,
+                                       float *theta,
+                                       sml_epoch_control control,
+                                       void *user,
+                                       size_t *epochs_run);
+
 // Trains the two-layer network with `hidden` units from the course's
 // initial weights for `seed`, and writes the trained W1 (n×hidden) and W2
 // (hidden×k) only on success. After each epoch the loss and error on
@@ -332,6 +354,27 @@ sml_status sml_train_nn(const struct sml_data *train,
                         float *W2,
                         sml_epoch_callback callback,
                         void *user);
+
+// `sml_train_nn` whose callback can end training early: when it returns
+// non-zero, training stops after that epoch and W1, W2 get the weights
+// reached so far. Unless NULL, `*epochs_run` gets the number of epochs
+// trained.
+//
+// # Safety
+// As for `sml_train_nn`; epochs_run NULL or valid for one size_t.
+sml_status sml_train_nn_stoppable(const struct sml_data *train,
+                                  const struct sml_data *test,
+                                  size_t k,
+                                  size_t hidden,
+                                  size_t epochs,
+                                  float lr,
+                                  size_t batch,
+                                  uint32_t seed,
+                                  float *W1,
+                                  float *W2,
+                                  sml_epoch_control control,
+                                  void *user,
+                                  size_t *epochs_run);
 
 // Reads an IDX image file and its label file (each gzip-compressed or not)
 // into a new data set stored at `*out`. Pixels are scaled to [0, 1] by

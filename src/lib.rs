@@ -44,6 +44,7 @@ pub use softmax_regression::{
     softmax_regression_epoch, softmax_regression_loss_err, softmax_regression_predict,
 };
 pub use train::{
-    fit_nn, fit_softmax, train_nn, train_softmax, Data, EpochReport, NnConfig, SoftmaxConfig,
+    fit_nn, fit_softmax, train_nn, train_softmax, Data, EpochControl, EpochReport, NnConfig,
+    SoftmaxConfig,
 };
 pub use two_layer::{nn_epoch, nn_loss_err, nn_predict};

@@ -1,6 +1,8 @@
 //! Whole training runs, as the course's `train_softmax` and `train_nn`:
 //! epochs of SGD, each followed by an evaluation on the train and test sets
-//! that is handed to the caller's callback.
+//! that is handed to the caller's callback, which may end the run there.
+
+use std::ops::ControlFlow;
 
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
@@ -40,6 +42,27 @@ impl EpochReport {
             "|  {:>4} |    {:.5} |   {:.5} |   {:.5} |  {:.5} |",
             self.epoch, self.train_loss, self.train_err, self.test_loss, self.test_err
         )
+    }
+}
+
+/// What a training callback returns: `()` or `ControlFlow::Continue(())`
+/// to go on, `ControlFlow::Break(())` to end the run after the epoch just
+/// reported (early stopping, a user's interrupt). The weights then hold
+/// that epoch's result.
+pub trait EpochControl {
+    /// Whether training ends after this epoch.
+    fn stops(self) -> bool;
+}
+
+impl EpochControl for () {
+    fn stops(self) -> bool {
+        false
+    }
+}
+
+impl EpochControl for ControlFlow<()> {
+    fn stops(self) -> bool {
+        self.is_break()
     }
 }
 
@@ -92,12 +115,13 @@ pub fn classes_of(y: ArrayView1<'_, u8>) -> usize {
 }
 
 /// Trains softmax regression from θ = 0 (n × (max label + 1)), reporting
-/// every epoch to `on_epoch`; returns θ.
-pub fn train_softmax(
+/// every epoch to `on_epoch` (which may end the run, see [`EpochControl`]);
+/// returns θ.
+pub fn train_softmax<C: EpochControl>(
     train: Data<'_>,
     test: Data<'_>,
     config: &SoftmaxConfig,
-    on_epoch: impl FnMut(&EpochReport),
+    on_epoch: impl FnMut(&EpochReport) -> C,
 ) -> Result<Array2<f32>> {
     let mut theta = Array2::<f32>::zeros((train.x.ncols(), classes_of(train.y)));
     fit_softmax(train, test, theta.view_mut(), config, on_epoch)?;
@@ -105,23 +129,26 @@ pub fn train_softmax(
 }
 
 /// Trains softmax regression starting from the given `theta` (n×k),
-/// reporting every epoch to `on_epoch`.
-pub fn fit_softmax(
+/// reporting every epoch to `on_epoch` (which may end the run, see
+/// [`EpochControl`]); returns the number of epochs run.
+pub fn fit_softmax<C: EpochControl>(
     train: Data<'_>,
     test: Data<'_>,
     mut theta: ArrayViewMut2<'_, f32>,
     config: &SoftmaxConfig,
-    mut on_epoch: impl FnMut(&EpochReport),
-) -> Result<()> {
+    mut on_epoch: impl FnMut(&EpochReport) -> C,
+) -> Result<usize> {
     config.sgd.check()?;
     check_test_set(train, test)?;
     for epoch in 0..config.epochs {
         softmax_regression_epoch(train.x, train.y, theta.view_mut(), config.sgd)?;
         let tr = softmax_regression_loss_err(train.x, train.y, theta.view())?;
         let te = softmax_regression_loss_err(test.x, test.y, theta.view())?;
-        on_epoch(&report(epoch, tr, te));
+        if on_epoch(&report(epoch, tr, te)).stops() {
+            return Ok(epoch + 1);
+        }
     }
-    Ok(())
+    Ok(config.epochs)
 }
 
 fn check_test_set(train: Data<'_>, test: Data<'_>) -> Result<()> {
@@ -136,12 +163,13 @@ fn check_test_set(train: Data<'_>, test: Data<'_>) -> Result<()> {
 }
 
 /// Trains the two-layer network from the course's seeded initial weights,
-/// reporting every epoch to `on_epoch`; returns (W1, W2).
-pub fn train_nn(
+/// reporting every epoch to `on_epoch` (which may end the run, see
+/// [`EpochControl`]); returns (W1, W2).
+pub fn train_nn<C: EpochControl>(
     train: Data<'_>,
     test: Data<'_>,
     config: &NnConfig,
-    on_epoch: impl FnMut(&EpochReport),
+    on_epoch: impl FnMut(&EpochReport) -> C,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     check_positive("hidden", config.hidden)?;
     let (mut w1, mut w2) = course_init_weights(
@@ -155,25 +183,28 @@ pub fn train_nn(
 }
 
 /// Trains the two-layer network starting from the given weights (W1 n×d,
-/// W2 d×k), reporting every epoch to `on_epoch`. `config.hidden` and
+/// W2 d×k), reporting every epoch to `on_epoch` (which may end the run, see
+/// [`EpochControl`]); returns the number of epochs run. `config.hidden` and
 /// `config.seed` are not used: the weights' shapes say what d is.
-pub fn fit_nn(
+pub fn fit_nn<C: EpochControl>(
     train: Data<'_>,
     test: Data<'_>,
     mut w1: ArrayViewMut2<'_, f32>,
     mut w2: ArrayViewMut2<'_, f32>,
     config: &NnConfig,
-    mut on_epoch: impl FnMut(&EpochReport),
-) -> Result<()> {
+    mut on_epoch: impl FnMut(&EpochReport) -> C,
+) -> Result<usize> {
     config.sgd.check()?;
     check_test_set(train, test)?;
     for epoch in 0..config.epochs {
         nn_epoch(train.x, train.y, w1.view_mut(), w2.view_mut(), config.sgd)?;
         let tr = nn_loss_err(train.x, train.y, w1.view(), w2.view())?;
         let te = nn_loss_err(test.x, test.y, w1.view(), w2.view())?;
-        on_epoch(&report(epoch, tr, te));
+        if on_epoch(&report(epoch, tr, te)).stops() {
+            return Ok(epoch + 1);
+        }
     }
-    Ok(())
+    Ok(config.epochs)
 }
 
 fn report(epoch: usize, train: crate::LossErr, test: crate::LossErr) -> EpochReport {

@@ -8,8 +8,11 @@ and the weights an epoch updates may be float32 or float64, C- or
 Fortran-ordered: the step is computed in float32 by the library and written
 back into the caller's array. See docs/PYTHON.md.
 """
+import contextlib
 import ctypes
 import os
+import signal
+import threading
 
 import numpy as np
 
@@ -27,7 +30,7 @@ from ._native import (
     library_version,
     sml_data,
     sml_dataset,
-    sml_epoch_callback,
+    sml_epoch_control,
 )
 from ._version import __version__
 
@@ -205,25 +208,52 @@ def _classes(y_tr):
 
 
 class _TablePrinter:
-    """The epoch callback: prints one row of the course's table per epoch.
+    """The epoch callback: prints one row of the course's table per epoch,
+    and ends the run early on Ctrl-C.
 
-    The library runs the loop, so the callback cannot stop it; an exception
-    raised while printing (a closed stdout, Ctrl-C) is kept, further rows
-    are skipped, and it is re-raised when the library returns.
+    An exception cannot cross the library's C frames: one raised while
+    printing (a closed stdout) is kept, the callback tells the library to
+    stop after this epoch, and the exception is re-raised when the library
+    returns. Ctrl-C needs more: Python raises KeyboardInterrupt at the first
+    line of Python it runs after the signal, which during training is the
+    callback's own entry, outside any try; ctypes could only print and
+    ignore it there. So while the library trains, a SIGINT handler (on the
+    main thread, in place of Python's default one) only records the signal;
+    the callback then stops the run, and KeyboardInterrupt is raised once
+    the library has returned.
     """
 
     def __init__(self):
         self.error = None
-        self.callback = sml_epoch_callback(self._on_epoch)
+        self.interrupted = False
+        self.callback = sml_epoch_control(self._on_epoch)
 
     def _on_epoch(self, report, _user):
-        if self.error is not None:
-            return
         try:
             r = report.contents
             print(TABLE_ROW.format(r.epoch, r.train_loss, r.train_err, r.test_loss, r.test_err), flush=True)
         except BaseException as e:  # re-raised after the native call returns
             self.error = e
+            return 1
+        return 1 if self.interrupted else 0
+
+    def _on_sigint(self, _signum, _frame):
+        self.interrupted = True
+
+    @contextlib.contextmanager
+    def stopping_on_ctrl_c(self):
+        ours = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        previous = signal.signal(signal.SIGINT, self._on_sigint) if ours else None
+        try:
+            yield
+        finally:
+            if ours:
+                signal.signal(signal.SIGINT, previous)
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     def reraise(self):
         if self.error is not None:
@@ -248,10 +278,11 @@ def train_softmax(X_tr, y_tr, X_te, y_te, epochs=10, lr=0.5, batch=100, cpp=Fals
     theta = np.zeros((Xa.shape[1], k), dtype=np.float32)
     printer = _TablePrinter()
     print(TABLE_HEADER, flush=True)
-    status = lib.sml_train_softmax(
-        ctypes.byref(train), ctypes.byref(test), k, epochs, lr, batch,
-        _arrays.pointer(theta), printer.callback, None,
-    )
+    with printer.stopping_on_ctrl_c():
+        status = lib.sml_train_softmax_stoppable(
+            ctypes.byref(train), ctypes.byref(test), k, epochs, lr, batch,
+            _arrays.pointer(theta), printer.callback, None, None,
+        )
     check(status)
     printer.reraise()
     return theta
@@ -275,10 +306,11 @@ def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=10
     W2 = np.zeros((hidden_dim, k), dtype=np.float32)
     printer = _TablePrinter()
     print(TABLE_HEADER, flush=True)
-    status = lib.sml_train_nn(
-        ctypes.byref(train), ctypes.byref(test), k, hidden_dim, epochs, lr, batch, 0,
-        _arrays.pointer(W1), _arrays.pointer(W2), printer.callback, None,
-    )
+    with printer.stopping_on_ctrl_c():
+        status = lib.sml_train_nn_stoppable(
+            ctypes.byref(train), ctypes.byref(test), k, hidden_dim, epochs, lr, batch, 0,
+            _arrays.pointer(W1), _arrays.pointer(W2), printer.callback, None, None,
+        )
     check(status)
     printer.reraise()
     return W1, W2

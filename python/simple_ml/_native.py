@@ -62,6 +62,7 @@ class sml_epoch_report(Structure):
 
 
 sml_epoch_callback = CFUNCTYPE(None, POINTER(sml_epoch_report), c_void_p)
+sml_epoch_control = CFUNCTYPE(c_int, POINTER(sml_epoch_report), c_void_p)
 
 _f32p = POINTER(c_float)
 _f64p = POINTER(c_double)
@@ -102,6 +103,16 @@ PROTOTYPES = {
         sml_status,
         [_datap, _datap, _sz, _sz, _sz, c_float, _sz, c_uint32, _f32p, _f32p,
          sml_epoch_callback, c_void_p],
+    ),
+    "sml_train_softmax_stoppable": (
+        sml_status,
+        [_datap, _datap, _sz, _sz, c_float, _sz, _f32p, sml_epoch_control, c_void_p,
+         POINTER(c_size_t)],
+    ),
+    "sml_train_nn_stoppable": (
+        sml_status,
+        [_datap, _datap, _sz, _sz, _sz, c_float, _sz, c_uint32, _f32p, _f32p,
+         sml_epoch_control, c_void_p, POINTER(c_size_t)],
     ),
     "sml_mnist_read": (sml_status, [c_char_p, c_char_p, POINTER(_dsp)]),
     "sml_dataset_free": (None, [_dsp]),

@@ -4,7 +4,7 @@ The header is cbindgen output: one declaration per function (possibly over
 several lines), structs as `typedef struct NAME { ... } NAME;`, status codes
 as `#define SML_X N`. Every function it declares must be in
 simple_ml._native.PROTOTYPES with the same return type and argument types,
-and nothing else may be there; the structs, the callback type and the
+and nothing else may be there; the structs, the callback types and the
 status numbers must match too."""
 import ctypes
 import os
@@ -44,6 +44,7 @@ BASE_TYPES = {
     "uint32_t": ctypes.c_uint32,
     "sml_status": _native.sml_status,
     "sml_epoch_callback": _native.sml_epoch_callback,
+    "sml_epoch_control": _native.sml_epoch_control,
     "struct sml_data": _native.sml_data,
     "struct sml_dataset": _native.sml_dataset,
     "struct sml_epoch_report": _native.sml_epoch_report,
@@ -148,12 +149,19 @@ def test_structs_match_header():
     assert not hasattr(_native.sml_dataset, "_fields_")
 
 
-def test_callback_and_status_typedefs_match_header():
+@pytest.mark.parametrize("name", ["sml_epoch_callback", "sml_epoch_control"])
+def test_callback_typedefs_match_header(name):
     text = strip_comments(header_text())
-    m = re.search(r"typedef (\w+) \(\*sml_epoch_callback\)\(([^)]*)\);", text)
+    m = re.search(r"typedef (\w+) \(\*" + name + r"\)\(([^)]*)\);", text)
+    assert m, name
     ret, params = m.group(1), [split_parameter(p)[0] for p in m.group(2).split(",")]
-    assert _native.sml_epoch_callback._restype_ is to_ctypes(ret)
-    assert list(_native.sml_epoch_callback._argtypes_) == [to_ctypes(p) for p in params]
+    callback = getattr(_native, name)
+    assert callback._restype_ is to_ctypes(ret)
+    assert list(callback._argtypes_) == [to_ctypes(p) for p in params]
+
+
+def test_status_typedef_matches_header():
+    text = strip_comments(header_text())
     assert re.search(r"typedef int sml_status;", text)
     assert _native.sml_status is ctypes.c_int
 

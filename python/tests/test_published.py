@@ -174,3 +174,67 @@ def test_train_nn_equals_epoch_loop(mnist_train, mnist_test, capsys):
     assert table == expected
     np.testing.assert_array_equal(W1_trained, W1)
     np.testing.assert_array_equal(W2_trained, W2)
+
+
+@pytest.mark.parametrize("how", ["signal", "exception"])
+@pytest.mark.parametrize("model", ["softmax", "nn"])
+def test_ctrl_c_ends_training_after_that_epoch(mnist_train, mnist_test, monkeypatch, model, how):
+    """Ctrl-C while the library trains (a real SIGINT to this process, or a
+    KeyboardInterrupt raised while a row is printed): the epoch callback
+    tells the library to stop, and train_* raises KeyboardInterrupt as soon
+    as it returns, instead of running the remaining epochs."""
+    import os
+    import signal
+
+    import simple_ml
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    X_tr, y_tr = mnist_train[0][:2000], mnist_train[1][:2000]
+    X_te, y_te = mnist_test[0][:200], mnist_test[1][:200]
+    rows = []
+
+    def print_then_interrupt(text, **kwargs):
+        if not text.startswith("| Epoch"):
+            rows.append(text)
+            if len(rows) == 2:
+                if how == "signal":
+                    os.kill(os.getpid(), signal.SIGINT)
+                else:
+                    raise KeyboardInterrupt
+    monkeypatch.setattr(simple_ml, "print", print_then_interrupt, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        if model == "softmax":
+            train_softmax(X_tr, y_tr, X_te, y_te, epochs=8, lr=0.5, batch=100)
+        else:
+            train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=10, epochs=8, lr=0.2, batch=100)
+    assert [row[:8] for row in rows] == ["|     0 ", "|     1 "]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigint_while_the_library_computes_stops_training(mnist_train, mnist_test, monkeypatch):
+    """A SIGINT that arrives while the native loop computes (where Ctrl-C
+    almost always lands) would make Python raise KeyboardInterrupt at the
+    entry of the next epoch callback, where ctypes ignores it and training
+    goes on; the package's handler turns it into a stop instead."""
+    import os
+    import signal
+    import threading
+
+    import simple_ml
+
+    X_tr, y_tr = mnist_train[0][:10000], mnist_train[1][:10000]
+    X_te, y_te = mnist_test[0][:1000], mnist_test[1][:1000]
+    rows = []
+    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+
+    def record(text, **kwargs):
+        if not text.startswith("| Epoch"):
+            rows.append(text)
+            if len(rows) == 1:
+                timer.start()
+    monkeypatch.setattr(simple_ml, "print", record, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=64, epochs=200, lr=0.2, batch=100)
+    timer.join()
+    assert 2 <= len(rows) < 200
+    assert [int(row.split("|")[1]) for row in rows] == list(range(len(rows)))

@@ -17,7 +17,8 @@
 mod boundary;
 mod status;
 
-use std::ffi::{c_char, c_uchar, c_void, CStr};
+use std::ffi::{c_char, c_int, c_uchar, c_void, CStr};
+use std::ops::ControlFlow;
 
 use ndarray::{Array1, Array2};
 
@@ -28,7 +29,7 @@ use crate::sgd::Sgd;
 use crate::softmax_regression::{
     softmax_regression_epoch, softmax_regression_loss_err, softmax_regression_predict,
 };
-use crate::train::{fit_nn, fit_softmax, Data, EpochReport, NnConfig, SoftmaxConfig};
+use crate::train::{fit_nn, fit_softmax, Data, EpochControl, EpochReport, NnConfig, SoftmaxConfig};
 use crate::two_layer::{nn_epoch, nn_loss_err, nn_predict};
 use crate::LossErr;
 
@@ -557,20 +558,96 @@ unsafe fn data_view<'a>(d: (CArray<'static, f32>, CArray<'static, u8>)) -> Data<
     }
 }
 
+/// Called after every epoch like `sml_epoch_callback`, but returns 0 to go
+/// on or any other value to end training after this epoch. May be NULL.
+pub type sml_epoch_control =
+    Option<unsafe extern "C" fn(report: *const sml_epoch_report, user: *mut c_void) -> c_int>;
+
+fn c_report(r: &EpochReport) -> sml_epoch_report {
+    sml_epoch_report {
+        epoch: r.epoch,
+        train_loss: r.train_loss,
+        train_err: r.train_err,
+        test_loss: r.test_loss,
+        test_err: r.test_err,
+    }
+}
+
 fn reporter(callback: sml_epoch_callback, user: *mut c_void) -> impl FnMut(&EpochReport) {
     move |r: &EpochReport| {
         if let Some(cb) = callback {
-            let report = sml_epoch_report {
-                epoch: r.epoch,
-                train_loss: r.train_loss,
-                train_err: r.train_err,
-                test_loss: r.test_loss,
-                test_err: r.test_err,
-            };
             // SAFETY: the caller supplied the callback and its user pointer.
-            unsafe { cb(&report, user) };
+            unsafe { cb(&c_report(r), user) };
         }
     }
+}
+
+fn controller(
+    control: sml_epoch_control,
+    user: *mut c_void,
+) -> impl FnMut(&EpochReport) -> ControlFlow<()> {
+    move |r: &EpochReport| match control {
+        // SAFETY: the caller supplied the callback and its user pointer.
+        Some(cb) if unsafe { cb(&c_report(r), user) } != 0 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    }
+}
+
+/// The optional `epochs_run` output of the stoppable training calls, which
+/// must not overlap the data.
+fn epochs_out(
+    epochs_run: *mut usize,
+    inputs: &[Span<'static>],
+) -> FfiResult<Option<CArray<'static, usize>>> {
+    if epochs_run.is_null() {
+        return Ok(None);
+    }
+    let out = CArray::new_mut("epochs_run", epochs_run, 1, 1)?;
+    check_disjoint(out.span(), inputs)?;
+    Ok(Some(out))
+}
+
+/// Checks the arguments of a softmax training call, trains, writes theta
+/// and `epochs_run` (unless NULL) only on success.
+///
+/// # Safety
+/// As for `sml_train_softmax`.
+unsafe fn train_softmax_c<C: EpochControl>(
+    (train, test): (*const sml_data, *const sml_data),
+    (k, epochs, lr, batch): (usize, usize, f32, usize),
+    theta: *mut f32,
+    epochs_run: *mut usize,
+    on_epoch: impl FnMut(&EpochReport) -> C,
+) -> FfiResult<()> {
+    // SAFETY: the caller's contract covers both sml_data.
+    let train = unsafe { data("train", ("train->X", "train->y"), train)? };
+    let test = unsafe { data("test", ("test->X", "test->y"), test)? };
+    let n = train.0.cols();
+    check_dims(&[("k", k)])?;
+    let out = CArray::new_mut("theta", theta, n, k)?;
+    let inputs = data_spans(&train, &test);
+    check_disjoint(out.span(), &inputs)?;
+    let run_out = epochs_out(epochs_run, &[&inputs[..], &[out.span()]].concat())?;
+    let config = SoftmaxConfig {
+        epochs,
+        sgd: Sgd { lr, batch },
+    };
+    let mut trained = Array2::<f32>::zeros((n, k));
+    // SAFETY: every array is checked; the caller's contract covers the memory.
+    unsafe {
+        let run = fit_softmax(
+            data_view(train),
+            data_view(test),
+            trained.view_mut(),
+            &config,
+            on_epoch,
+        )?;
+        out.view_mut().assign(&trained);
+        if let Some(r) = run_out {
+            r.view_mut()[[0, 0]] = run;
+        }
+    }
+    Ok(())
 }
 
 /// Trains softmax regression from theta = 0 for `epochs` epochs and writes
@@ -592,31 +669,103 @@ pub unsafe extern "C" fn sml_train_softmax(
     user: *mut c_void,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers both sml_data.
-        let train = unsafe { data("train", ("train->X", "train->y"), train)? };
-        let test = unsafe { data("test", ("test->X", "test->y"), test)? };
-        let n = train.0.cols();
-        check_dims(&[("k", k)])?;
-        let out = CArray::new_mut("theta", theta, n, k)?;
-        check_disjoint(out.span(), &data_spans(&train, &test))?;
-        let config = SoftmaxConfig {
-            epochs,
-            sgd: Sgd { lr, batch },
-        };
-        let mut trained = Array2::<f32>::zeros((n, k));
-        // SAFETY: every array is checked; the caller's contract covers the memory.
+        // SAFETY: forwarded to the caller's contract.
         unsafe {
-            fit_softmax(
-                data_view(train),
-                data_view(test),
-                trained.view_mut(),
-                &config,
+            train_softmax_c(
+                (train, test),
+                (k, epochs, lr, batch),
+                theta,
+                std::ptr::null_mut(),
                 reporter(callback, user),
-            )?;
-            out.view_mut().assign(&trained);
+            )
         }
-        Ok(())
     })
+}
+
+/// `sml_train_softmax` whose callback can end training early: when it
+/// returns non-zero, training stops after that epoch and `theta` gets the
+/// weights reached so far (early stopping; a user's interrupt). Unless
+/// NULL, `*epochs_run` gets the number of epochs trained.
+///
+/// # Safety
+/// As for `sml_train_softmax`; epochs_run NULL or valid for one size_t.
+#[no_mangle]
+pub unsafe extern "C" fn sml_train_softmax_stoppable(
+    train: *const sml_data,
+    test: *const sml_data,
+    k: usize,
+    epochs: usize,
+    lr: f32,
+    batch: usize,
+    theta: *mut f32,
+    control: sml_epoch_control,
+    user: *mut c_void,
+    epochs_run: *mut usize,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe {
+            train_softmax_c(
+                (train, test),
+                (k, epochs, lr, batch),
+                theta,
+                epochs_run,
+                controller(control, user),
+            )
+        }
+    })
+}
+
+/// Checks the arguments of a network training call, trains, writes W1, W2
+/// and `epochs_run` (unless NULL) only on success.
+///
+/// # Safety
+/// As for `sml_train_nn`.
+unsafe fn train_nn_c<C: EpochControl>(
+    (train, test): (*const sml_data, *const sml_data),
+    (k, hidden, epochs, lr, batch, seed): (usize, usize, usize, f32, usize, u32),
+    (W1, W2): (*mut f32, *mut f32),
+    epochs_run: *mut usize,
+    on_epoch: impl FnMut(&EpochReport) -> C,
+) -> FfiResult<()> {
+    // SAFETY: the caller's contract covers both sml_data.
+    let train = unsafe { data("train", ("train->X", "train->y"), train)? };
+    let test = unsafe { data("test", ("test->X", "test->y"), test)? };
+    let n = train.0.cols();
+    check_dims(&[("n", n), ("hidden", hidden), ("k", k)])?;
+    let w1_out = CArray::new_mut("W1", W1, n, hidden)?;
+    let w2_out = CArray::new_mut("W2", W2, hidden, k)?;
+    let inputs = data_spans(&train, &test);
+    check_disjoint(w1_out.span(), &[&inputs[..], &[w2_out.span()]].concat())?;
+    check_disjoint(w2_out.span(), &inputs)?;
+    let run_out = epochs_out(
+        epochs_run,
+        &[&inputs[..], &[w1_out.span(), w2_out.span()]].concat(),
+    )?;
+    let config = NnConfig {
+        hidden,
+        epochs,
+        sgd: Sgd { lr, batch },
+        seed,
+    };
+    let (mut w1, mut w2) = course_init_weights(seed, n, hidden, k);
+    // SAFETY: every array is checked; the caller's contract covers the memory.
+    unsafe {
+        let run = fit_nn(
+            data_view(train),
+            data_view(test),
+            w1.view_mut(),
+            w2.view_mut(),
+            &config,
+            on_epoch,
+        )?;
+        w1_out.view_mut().assign(&w1);
+        w2_out.view_mut().assign(&w2);
+        if let Some(r) = run_out {
+            r.view_mut()[[0, 0]] = run;
+        }
+    }
+    Ok(())
 }
 
 /// Trains the two-layer network with `hidden` units from the course's
@@ -643,37 +792,53 @@ pub unsafe extern "C" fn sml_train_nn(
     user: *mut c_void,
 ) -> sml_status {
     ffi_call(|| {
-        // SAFETY: the caller's contract covers both sml_data.
-        let train = unsafe { data("train", ("train->X", "train->y"), train)? };
-        let test = unsafe { data("test", ("test->X", "test->y"), test)? };
-        let n = train.0.cols();
-        check_dims(&[("n", n), ("hidden", hidden), ("k", k)])?;
-        let w1_out = CArray::new_mut("W1", W1, n, hidden)?;
-        let w2_out = CArray::new_mut("W2", W2, hidden, k)?;
-        let inputs = data_spans(&train, &test);
-        check_disjoint(w1_out.span(), &[&inputs[..], &[w2_out.span()]].concat())?;
-        check_disjoint(w2_out.span(), &inputs)?;
-        let config = NnConfig {
-            hidden,
-            epochs,
-            sgd: Sgd { lr, batch },
-            seed,
-        };
-        let (mut w1, mut w2) = course_init_weights(seed, n, hidden, k);
-        // SAFETY: every array is checked; the caller's contract covers the memory.
+        // SAFETY: forwarded to the caller's contract.
         unsafe {
-            fit_nn(
-                data_view(train),
-                data_view(test),
-                w1.view_mut(),
-                w2.view_mut(),
-                &config,
+            train_nn_c(
+                (train, test),
+                (k, hidden, epochs, lr, batch, seed),
+                (W1, W2),
+                std::ptr::null_mut(),
                 reporter(callback, user),
-            )?;
-            w1_out.view_mut().assign(&w1);
-            w2_out.view_mut().assign(&w2);
+            )
         }
-        Ok(())
+    })
+}
+
+/// `sml_train_nn` whose callback can end training early: when it returns
+/// non-zero, training stops after that epoch and W1, W2 get the weights
+/// reached so far. Unless NULL, `*epochs_run` gets the number of epochs
+/// trained.
+///
+/// # Safety
+/// As for `sml_train_nn`; epochs_run NULL or valid for one size_t.
+#[no_mangle]
+pub unsafe extern "C" fn sml_train_nn_stoppable(
+    train: *const sml_data,
+    test: *const sml_data,
+    k: usize,
+    hidden: usize,
+    epochs: usize,
+    lr: f32,
+    batch: usize,
+    seed: u32,
+    W1: *mut f32,
+    W2: *mut f32,
+    control: sml_epoch_control,
+    user: *mut c_void,
+    epochs_run: *mut usize,
+) -> sml_status {
+    ffi_call(|| {
+        // SAFETY: forwarded to the caller's contract.
+        unsafe {
+            train_nn_c(
+                (train, test),
+                (k, hidden, epochs, lr, batch, seed),
+                (W1, W2),
+                epochs_run,
+                controller(control, user),
+            )
+        }
     })
 }
 
