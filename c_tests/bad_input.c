@@ -724,7 +724,7 @@ static const struct bad_case CASES[] = {
     {TRAIN_NN, "`lr = +inf`", lr_inf, SML_INVALID_ARGUMENT, "learning rate must be finite", UNTOUCHED, NULL, ""},
     {TRAIN_SOFTMAX_STOPPABLE, "`train = NULL`", train_null, SML_NULL_POINTER, "train is NULL", UNTOUCHED, NULL, ""},
     {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run` inside `theta`", epochs_run_over_theta, SML_INVALID_ARGUMENT, "epochs_run overlaps theta in memory", UNTOUCHED, NULL, ""},
-    {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run` misaligned", epochs_run_misaligned, SML_INVALID_ARGUMENT, "epochs_run", UNTOUCHED, NULL, ""},
+    {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run` misaligned", epochs_run_misaligned, SML_INVALID_ARGUMENT, "epochs_run is misaligned", UNTOUCHED, NULL, ""},
     {TRAIN_SOFTMAX_STOPPABLE, "callback returns 1 after epoch 0 of 2", stop_after_first, SML_OK, "", WRITES, softmax_stopped_after_one, "theta after 1 epoch, `*epochs_run = 1`"},
     {TRAIN_SOFTMAX_STOPPABLE, "`epochs_run = NULL`", epochs_run_null, SML_OK, "", WRITES, ran_both_epochs, "theta after 2 epochs"},
     {TRAIN_NN_STOPPABLE, "`W1 = NULL`", w1_null, SML_NULL_POINTER, "W1 is NULL", UNTOUCHED, NULL, ""},
