@@ -1,9 +1,10 @@
 //! `cargo bench --bench epochs`: median times of the library's epochs on the
 //! real MNIST training set (60000 × 784, batch 100, lr 0.1), evaluation and
 //! MNIST parsing. Set SML_NUM_THREADS to choose the thread count; pass a
-//! filter word (softmax, nn100, nn400, eval, parse, cached, floor) to run
-//! only some; `cached` times softmax epochs on X held in cache, `floor`
-//! how long reading X once takes.
+//! filter word (softmax, nn100, nn400, eval, parse, cached, floor, peak) to
+//! run only some; `cached` times softmax epochs on X held in cache, `floor`
+//! how long reading X once takes, `peak` how many multiply-adds a core can
+//! do.
 //! For the side-by-side comparison with numpy see bench/compare.py.
 
 use std::time::Instant;
@@ -66,6 +67,25 @@ fn or_bits<const PREFETCH: bool>(part: &[f32]) -> u32 {
     acc.iter().fold(tail, |a, v| a | v)
 }
 
+/// `iters` rounds of 16 independent 16-float multiply-adds held in
+/// registers: a core's multiply-add peak, which no kernel can pass.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn fma_peak(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm512_set1_ps(0.9999), _mm512_set1_ps(1e-4));
+    let mut acc = [_mm512_setzero_ps(); 16];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    _mm512_reduce_add_ps(
+        acc.iter()
+            .fold(_mm512_setzero_ps(), |s, a| _mm512_add_ps(s, *a)),
+    )
+}
+
 fn main() {
     let filter: Vec<String> = std::env::args()
         .skip(1)
@@ -104,6 +124,27 @@ fn main() {
                 median_ms(9, || {
                     softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
                 }),
+            );
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wanted("peak") && std::arch::is_x86_feature_detected!("avx512f") {
+        // The kernels' multiply-adds are 16 floats wide (one AVX-512
+        // instruction): how many of those a core does per second at most,
+        // alone and with every thread the epochs use doing the same.
+        const ITERS: usize = 20_000_000;
+        for threads in [1, 2].into_iter().filter(|&t| t <= num_threads()) {
+            let (_, best, _) = median_ms(5, || {
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        // SAFETY: AVX-512F was detected above.
+                        s.spawn(|| std::hint::black_box(unsafe { fma_peak(ITERS) }));
+                    }
+                });
+            });
+            println!(
+                "multiply-add peak, {threads} thr: {:.2} G 16-float multiply-adds/s per core (best of 5)",
+                (ITERS * 16) as f64 / best / 1e6
             );
         }
     }
