@@ -3,27 +3,14 @@
 //! gives identical bits. One test function, because the SIMD level and the
 //! thread count are process-wide settings.
 
+mod common;
+
+use common::sparse_problem;
 use ndarray::{Array1, Array2};
 use simple_ml::{
     course_init_weights, nn_epoch, nn_loss_err, set_num_threads, set_simd_level,
-    softmax_regression_epoch, softmax_regression_predict, supported_simd_level, NumpyRandomState,
-    Sgd, SimdLevel,
+    softmax_regression_epoch, softmax_regression_predict, supported_simd_level, Sgd, SimdLevel,
 };
-
-/// MNIST-like data: mostly exact zeros, some NaN-free positive pixels.
-fn sparse_problem(m: usize, n: usize, k: usize) -> (Array2<f32>, Array1<u8>) {
-    let mut rng = NumpyRandomState::new(11);
-    let x = Array2::from_shape_simple_fn((m, n), || {
-        let u = rng.next_f64();
-        if u < 0.8 {
-            0.0
-        } else {
-            (u - 0.8) as f32 * 5.0
-        }
-    });
-    let y = Array1::from_shape_simple_fn(m, || (rng.next_u32() % k as u32) as u8);
-    (x, y)
-}
 
 struct Outcome {
     theta: Array2<f32>,
@@ -81,7 +68,7 @@ fn simd_levels_and_thread_counts_agree() {
         (3001, 300, 20, 37),
         (3000, 2100, 10, 20),
     ] {
-        let (x, y) = sparse_problem(m, n, k);
+        let (x, y) = sparse_problem(11, m, n, k);
         let best = supported_simd_level();
         set_simd_level(best);
         set_num_threads(1);

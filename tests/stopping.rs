@@ -3,18 +3,13 @@
 
 use std::ops::ControlFlow;
 
-use ndarray::{Array1, Array2};
-use simple_ml::{
-    fit_nn, fit_softmax, train_nn, train_softmax, Data, EpochReport, NnConfig, NumpyRandomState,
-    Sgd, SoftmaxConfig,
-};
+mod common;
 
-fn problem(m: usize, n: usize, k: usize) -> (Array2<f32>, Array1<u8>) {
-    let mut rng = NumpyRandomState::new(7);
-    let x = Array2::from_shape_simple_fn((m, n), || rng.next_f64() as f32);
-    let y = Array1::from_shape_simple_fn(m, || (rng.next_u32() % k as u32) as u8);
-    (x, y)
-}
+use common::sparse_problem;
+use ndarray::Array2;
+use simple_ml::{
+    fit_nn, fit_softmax, train_nn, train_softmax, Data, EpochReport, NnConfig, Sgd, SoftmaxConfig,
+};
 
 /// Goes on until epoch `last` has been reported, recording every epoch seen.
 fn stop_after(
@@ -33,7 +28,7 @@ fn stop_after(
 
 #[test]
 fn softmax_training_stops_where_the_callback_says() {
-    let (x, y) = problem(300, 40, 4);
+    let (x, y) = sparse_problem(7, 300, 40, 4);
     let data = Data {
         x: x.view(),
         y: y.view(),
@@ -75,7 +70,7 @@ fn softmax_training_stops_where_the_callback_says() {
 
 #[test]
 fn network_training_stops_where_the_callback_says() {
-    let (x, y) = problem(200, 30, 3);
+    let (x, y) = sparse_problem(7, 200, 30, 3);
     let data = Data {
         x: x.view(),
         y: y.view(),

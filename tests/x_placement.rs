@@ -3,23 +3,11 @@
 //! one, and a kernel that picked its path by X's address (to read whole
 //! lines, say) must still sum every pixel in the same order.
 
-use ndarray::{Array1, Array2, ArrayView2};
-use simple_ml::{set_num_threads, softmax_regression_epoch, NumpyRandomState, Sgd};
+mod common;
 
-/// MNIST-like data: mostly exact zeros, some positive pixels.
-fn sparse_problem(m: usize, n: usize, k: usize) -> (Array2<f32>, Array1<u8>) {
-    let mut rng = NumpyRandomState::new(5);
-    let x = Array2::from_shape_simple_fn((m, n), || {
-        let u = rng.next_f64();
-        if u < 0.7 {
-            0.0
-        } else {
-            (u - 0.7) as f32 * 3.0
-        }
-    });
-    let y = Array1::from_shape_simple_fn(m, || (rng.next_u32() % k as u32) as u8);
-    (x, y)
-}
+use common::sparse_problem;
+use ndarray::{Array2, ArrayView2};
+use simple_ml::{set_num_threads, softmax_regression_epoch, Sgd};
 
 #[test]
 fn every_placement_of_x_gives_the_same_bits() {
@@ -34,7 +22,7 @@ fn every_placement_of_x_gives_the_same_bits() {
         (130, 1600, 20, 50),
         (210, 792, 10, 100),
     ] {
-        let (x, y) = sparse_problem(m, n, k);
+        let (x, y) = sparse_problem(5, m, n, k);
         let x = x.as_slice().expect("standard layout");
         let mut buf = vec![0.0f32; m * n + 2 * 16];
         // Floats from buf's start to its first 64-byte line boundary.
