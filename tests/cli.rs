@@ -1,0 +1,166 @@
+//! The `simple-ml` program that `cargo run --release` runs: its tables on the
+//! real MNIST files in `data/`, its exit codes and messages for bad
+//! arguments and missing files, and `--help`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use simple_ml::{parse_mnist, train_nn, Data, EpochReport, MnistPaths, NnConfig, Sgd};
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data");
+
+fn simple_ml(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_simple-ml"))
+        .args(args)
+        .output()
+        .expect("the simple-ml binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("UTF-8 output")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("UTF-8 output")
+}
+
+/// The lines of `text` from the table header after `title` up to the first
+/// line that is not a table row.
+fn table_after(text: &str, title: &str) -> Vec<String> {
+    let start = text
+        .find(title)
+        .unwrap_or_else(|| panic!("{title:?} in {text}"));
+    let mut lines = text[start..].lines().skip(1);
+    assert_eq!(lines.next(), Some(EpochReport::TABLE_HEADER), "{text}");
+    lines
+        .take_while(|l| l.starts_with("|  "))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn softmax_table_ends_on_the_published_row() {
+    let out = simple_ml(&["--model", "softmax", "--data", DATA]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with("Loaded 60000 training and 10000 test images from "),
+        "{text}"
+    );
+    let rows = table_after(
+        &text,
+        "Training softmax regression (epochs 10, lr 0.2, batch 100)",
+    );
+    assert_eq!(rows.len(), 10, "{text}");
+    // The course's published rows (hw0, train_softmax with lr 0.2).
+    assert_eq!(
+        rows[0],
+        "|     0 |    0.35134 |   0.10182 |   0.33588 |  0.09400 |"
+    );
+    assert_eq!(
+        rows[9],
+        "|     9 |    0.27887 |   0.07847 |   0.28442 |  0.07970 |"
+    );
+    assert!(!text.contains("two layer"), "--model softmax only: {text}");
+    assert!(text.contains("\ntotal: "), "{text}");
+}
+
+#[test]
+fn network_table_is_what_the_library_computes() {
+    let args = [
+        "--model", "nn", "--hidden", "20", "--epochs", "2", "--lr", "0.1", "--batch", "50",
+        "--seed", "3", "--data", DATA,
+    ];
+    let out = simple_ml(&args);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let rows = table_after(
+        &text,
+        "Training two layer neural network w/ 20 hidden units (epochs 2, lr 0.1, batch 50, seed 3)",
+    );
+    assert!(
+        !text.contains("softmax regression"),
+        "--model nn only: {text}"
+    );
+
+    let paths = MnistPaths::in_dir(DATA);
+    let (x_tr, y_tr) = parse_mnist(&paths.train_images, &paths.train_labels).unwrap();
+    let (x_te, y_te) = parse_mnist(&paths.test_images, &paths.test_labels).unwrap();
+    let config = NnConfig {
+        hidden: 20,
+        epochs: 2,
+        sgd: Sgd { lr: 0.1, batch: 50 },
+        seed: 3,
+    };
+    let mut want = Vec::new();
+    train_nn(
+        Data {
+            x: x_tr.view(),
+            y: y_tr.view(),
+        },
+        Data {
+            x: x_te.view(),
+            y: y_te.view(),
+        },
+        &config,
+        |r: &EpochReport| want.push(r.table_row()),
+    )
+    .unwrap();
+    assert_eq!(rows, want);
+}
+
+#[test]
+fn help_prints_the_usage() {
+    for flag in ["--help", "-h"] {
+        let out = simple_ml(&[flag]);
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).starts_with("Usage: simple-ml [OPTIONS]"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_with_the_reason_and_the_usage() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--model", "cnn"],
+            "simple-ml: --model must be softmax, nn or both, not \"cnn\"",
+        ),
+        (
+            &["--epochs", "ten"],
+            "simple-ml: invalid value for --epochs: \"ten\"",
+        ),
+        (
+            &["--lr=fast"],
+            "simple-ml: invalid value for --lr: \"fast\"",
+        ),
+        (&["--hidden"], "simple-ml: --hidden needs a value"),
+        (&["--verbose"], "simple-ml: unknown argument \"--verbose\""),
+    ];
+    for (args, reason) in cases {
+        let out = simple_ml(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(&format!("{reason}\n")), "{args:?}: {err}");
+        assert!(
+            err.contains("Usage: simple-ml [OPTIONS]"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_missing_data_folder_exits_1_naming_the_file() {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-no-data");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let out = simple_ml(&["--data", scratch.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("simple-ml: error: "), "{err}");
+    let file = scratch.join("train-images-idx3-ubyte.gz");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+}
