@@ -16,6 +16,7 @@ bench/README.md for what each row means and the caveats.
 import argparse
 import ctypes
 import gzip
+import importlib
 import json
 import os
 import platform
@@ -30,6 +31,23 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "python", "tests"))
+
+
+def import_package(name):
+    """Module `name` of the Python package (simple_ml or simple_ml_ext):
+    the installed one, or else the one in this checkout's python/ folder, so
+    that the module rows need no `pip install` (either loads the library
+    SIMPLE_ML_LIB names). Returns the module and a note saying which source
+    tree was used, or None for the installed package."""
+    try:
+        return importlib.import_module(name), None
+    except ImportError:
+        source = os.path.join(REPO, "python")
+        if source in sys.path:
+            raise
+        sys.path.insert(1, source)
+        module = importlib.import_module(name)
+        return module, "the Python package was imported from %s (not installed)" % source
 
 try:
     import numpy as np
@@ -331,8 +349,10 @@ def worker(spec_path):
         out["simd"] = library_simd(lib)
         module = None
         try:
-            import simple_ml_ext
+            simple_ml_ext, where = import_package("simple_ml_ext")
             from simple_ml import _native
+            if where:
+                out["notes"].append(where)
             out["module_file"] = simple_ml_ext.__file__
             out["module_library"] = _native.library_path()
             module = ("module", (
@@ -359,7 +379,10 @@ def worker(spec_path):
         try:
             # The package's parse_mnist, on the library just built
             # (SIMPLE_ML_LIB): X a numpy array over the library's memory.
-            from simple_ml import parse_mnist as module_parse
+            package, where = import_package("simple_ml")
+            module_parse = package.parse_mnist
+            if where:
+                out["notes"].append(where)
         except ImportError as e:
             module_parse = None
             out["notes"].append("simple_ml not importable (%s): Python parse_mnist row skipped" % e)
@@ -705,7 +728,8 @@ def main():
             r["display"] = display
             r["config"] = spec.get("config")
             workers.append(r)
-            notes += r["notes"]
+            # Each worker of a kind says the same things: say them once.
+            notes += [n for n in r["notes"] if n not in notes]
 
         lib_workers = [r for r in workers if r["kind"] == "lib"]
         if any("module" in r["results"] for r in lib_workers):
