@@ -3,11 +3,14 @@
 //! Run in release mode (`cargo test --release`): the network epochs do ~30
 //! GFLOP of work.
 
+#[path = "common/mnist.rs"]
+mod mnist;
+
+use mnist::{test_set, train, SOFTMAX_TABLE};
 use ndarray::{s, Array2};
 use simple_ml::{
-    course_init_weights, loss_err, nn_epoch, nn_loss_err, parse_mnist, softmax_loss,
-    softmax_regression_epoch, train_nn, train_softmax, Data, EpochReport, MnistPaths, NnConfig,
-    Sgd, SoftmaxConfig,
+    course_init_weights, loss_err, nn_epoch, nn_loss_err, softmax_loss, softmax_regression_epoch,
+    train_nn, train_softmax, Data, EpochReport, NnConfig, Sgd, SoftmaxConfig,
 };
 
 fn norm(a: &Array2<f32>) -> f64 {
@@ -19,16 +22,6 @@ fn norm(a: &Array2<f32>) -> f64 {
 
 fn rel_close(actual: f64, expected: f64, rtol: f64) -> bool {
     (actual - expected).abs() <= rtol * expected.abs()
-}
-
-fn train() -> (Array2<f32>, ndarray::Array1<u8>) {
-    let p = MnistPaths::in_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data"));
-    parse_mnist(p.train_images, p.train_labels).expect("data/ holds the MNIST training files")
-}
-
-fn test_set() -> (Array2<f32>, ndarray::Array1<u8>) {
-    let p = MnistPaths::in_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/data"));
-    parse_mnist(p.test_images, p.test_labels).expect("data/ holds the MNIST test files")
 }
 
 #[test]
@@ -112,23 +105,6 @@ fn nn_epoch_matches_course() {
     let le2 = loss_err(logits.view(), y.view()).unwrap();
     assert!((le2.loss - le.loss).abs() < 1e-5 && le2.err == le.err);
 }
-
-/// The course's table for `train_softmax(..., epochs=10, lr=0.2, batch=100)`.
-/// Rows 0 and 9 are the published ones; the straightforward numpy
-/// implementation (python/tests/numpy_reference.py) prints all ten rows
-/// exactly as here.
-const SOFTMAX_TABLE: [&str; 10] = [
-    "|     0 |    0.35134 |   0.10182 |   0.33588 |  0.09400 |",
-    "|     1 |    0.32142 |   0.09268 |   0.31086 |  0.08730 |",
-    "|     2 |    0.30802 |   0.08795 |   0.30097 |  0.08550 |",
-    "|     3 |    0.29987 |   0.08532 |   0.29558 |  0.08370 |",
-    "|     4 |    0.29415 |   0.08323 |   0.29215 |  0.08230 |",
-    "|     5 |    0.28981 |   0.08182 |   0.28973 |  0.08090 |",
-    "|     6 |    0.28633 |   0.08085 |   0.28793 |  0.08080 |",
-    "|     7 |    0.28345 |   0.07997 |   0.28651 |  0.08040 |",
-    "|     8 |    0.28100 |   0.07923 |   0.28537 |  0.08010 |",
-    "|     9 |    0.27887 |   0.07847 |   0.28442 |  0.07970 |",
-];
 
 #[test]
 fn train_softmax_prints_course_table() {
