@@ -20,10 +20,11 @@ CARGO_TOML = os.path.join(HERE, "..", "Cargo.toml")
 
 def crate_types():
     """The [lib] crate-type list of Cargo.toml. setuptools-rust would build
-    with `--crate-type cdylib` alone; with LTO on, cargo then builds every
-    dependency a second way (bitcode only), which costs a full rebuild next
-    to `cargo build --release`. Asking for Cargo.toml's own list lets pip's
-    build and cargo's share target/ with nothing rebuilt."""
+    with `--crate-type cdylib` alone, which cargo counts as another build of
+    this crate (and, were LTO on, of every dependency too), so the library
+    would be rebuilt next to `cargo build --release`. Asking for Cargo.toml's
+    own list lets pip's build and cargo's share target/ with nothing
+    rebuilt."""
     with open(CARGO_TOML, encoding="utf-8") as f:
         found = re.search(r"^crate-type\s*=\s*\[([^\]]*)\]", f.read(), flags=re.M)
     types = re.findall(r'"([^"]+)"', found.group(1)) if found else []
