@@ -493,18 +493,19 @@ def machine_description():
     }
 
 
-def ensure_built(lib_path, build):
+def ensure_built(lib_path, build, need_cli):
     """Runs cargo build --release (a no-op when the build is up to date, so
     that a changed source is never timed with a stale library) unless told
-    not to, and then also if the CLI or (unless SIMPLE_ML_LIB names another
-    build) the library is missing."""
+    not to, and then also if the CLI (when the whole job is compared) or
+    (unless SIMPLE_ML_LIB names another build) the library is missing."""
     cli = os.path.join(REPO, "target", "release", "simple-ml")
-    missing = not os.path.exists(cli) or ("SIMPLE_ML_LIB" not in os.environ and not os.path.exists(lib_path))
+    missing = (need_cli and not os.path.exists(cli)) or (
+        "SIMPLE_ML_LIB" not in os.environ and not os.path.exists(lib_path))
     if build or missing:
         log("building: cargo build --release")
         if subprocess.run(["cargo", "build", "--release"], cwd=REPO).returncode != 0:
             sys.exit("compare.py: cargo build --release failed")
-    for path in (lib_path, cli):
+    for path in (lib_path, cli) if need_cli else (lib_path,):
         if not os.path.exists(path):
             sys.exit("compare.py: %s not found" % path)
     return cli
@@ -646,7 +647,7 @@ def main():
     ap.add_argument("--data", default=os.path.join(REPO, "data"), help="folder with the four MNIST .gz files")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--markdown", metavar="PATH", help="also write the report as markdown (for the README)")
-    ap.add_argument("--no-build", dest="build", action="store_false", help="do not run cargo build --release first (it still runs if target/release lacks the library or CLI)")
+    ap.add_argument("--no-build", dest="build", action="store_false", help="do not run cargo build --release first (it still runs if target/release lacks the library, or the CLI unless --no-job)")
     ap.add_argument("--keep-temp", action="store_true", help="keep the temporary folder (data copies, worker results)")
     ap.add_argument("--worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -663,7 +664,7 @@ def main():
         notes.append("fewer than 5 timed epochs per configuration (--repeat %d): for development only" % args.repeat)
 
     lib_path = os.path.abspath(os.environ.get("SIMPLE_ML_LIB") or os.path.join(REPO, "target", "release", "libsimple_ml.so"))
-    cli = ensure_built(lib_path, args.build)
+    cli = ensure_built(lib_path, args.build, need_cli=not args.no_job)
     machine = machine_description()
     tmp = tempfile.mkdtemp(prefix="sml-bench-")
     try:
