@@ -17,6 +17,7 @@
 
 #![deny(unsafe_code)]
 
+mod aligned;
 mod chunked;
 pub mod error;
 mod eval;

@@ -19,6 +19,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
+use crate::aligned::LineAligned;
 use crate::chunked::{chunk_gradient, class_groups, with_class_group};
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
@@ -131,8 +132,8 @@ fn check_arguments(
 }
 
 /// Columns `h0..h0+width` of W1 (zero beyond d), row-major n × width.
-fn pack_w1(w1: ArrayView2<'_, f32>, h0: usize, width: usize) -> Vec<f32> {
-    let mut packed = vec![0.0; w1.nrows() * width];
+fn pack_w1(w1: ArrayView2<'_, f32>, h0: usize, width: usize) -> LineAligned {
+    let mut packed = LineAligned::zeros(w1.nrows() * width);
     for (row, dst) in w1.rows().into_iter().zip(packed.chunks_exact_mut(width)) {
         for (d, &s) in dst.iter_mut().zip(row.iter().skip(h0)) {
             *d = s;
@@ -163,14 +164,14 @@ struct NnPart {
     columns: Range<usize>,
     blocks: Range<usize>,
     width: usize,
-    w1: Vec<f32>,
+    w1: LineAligned,
     w2: Vec<Lanes>,
     /// W2ᵀ for these units: k rows of `width`.
     w2t: Vec<f32>,
     /// Classes per group in the W2 gradient (see [`class_groups`]).
     group: usize,
-    z1: Vec<f32>,
-    g1: Vec<f32>,
+    z1: LineAligned,
+    g1: LineAligned,
     /// The next minibatch's block of X for this part's CSC piece, fetched
     /// into cache during the products with this one.
     prefetch: Prefetcher,
@@ -199,8 +200,8 @@ impl NnPart {
             w2t: vec![0.0; k * width],
             w2: w2p,
             group: class_groups(k).0,
-            z1: vec![0.0; batch * width],
-            g1: vec![0.0; batch * width],
+            z1: LineAligned::zeros(batch * width),
+            g1: LineAligned::zeros(batch * width),
             prefetch: Prefetcher::none(),
         };
         part.transpose_w2(k, kg);
@@ -533,7 +534,7 @@ pub(crate) struct TwoLayerLogits {
     k: usize,
     kg: usize,
     width: usize,
-    w1: Vec<f32>,
+    w1: LineAligned,
     w2: Vec<Lanes>,
 }
 
@@ -556,7 +557,7 @@ impl TwoLayerLogits {
 
 pub(crate) struct TwoLayerScratch {
     csc: Csc,
-    z1: Vec<f32>,
+    z1: LineAligned,
     partials: Vec<Vec<Lanes>>,
 }
 
@@ -571,7 +572,7 @@ fn two_layer_logits_generic<I: Isa>(
     let (n, w, kg) = (model.n, model.width, model.kg);
     let rows = x.len() / n;
     scratch.csc.fill::<I>(x, n, 0..n);
-    scratch.z1.resize(rows * w, 0.0);
+    scratch.z1.resize(rows * w);
     hidden_layer::<I>(
         &[&scratch.csc],
         n,
@@ -608,7 +609,7 @@ impl Logits for TwoLayerLogits {
     fn scratch(&self, _rows: usize) -> TwoLayerScratch {
         TwoLayerScratch {
             csc: Csc::new(),
-            z1: Vec::new(),
+            z1: LineAligned::default(),
             partials: Vec::new(),
         }
     }
