@@ -33,13 +33,13 @@ use crate::softmax_rows::{
 };
 use crate::sparse::{Csc, Prefetcher};
 
-/// Hidden units processed together in the products with X when there are
-/// more than 128: five lane groups, whose accumulators stay in registers.
-/// A pass over the minibatch's CSC costs about the same per entry whatever
-/// the tile's width (measured for 32 to 112), so the fewer passes the
-/// better, up to the point where a tile of the minibatch's rows no longer
-/// fits in L1 (see [`tiles`]).
-const TILE: usize = 5 * LANES;
+/// Hidden units processed together in the products with X: up to eight
+/// lane groups, whose weights or accumulators stay in registers. A pass
+/// over the minibatch's CSC costs about the same per entry whatever the
+/// tile's width (measured for 32 to 112), so the fewer passes the better,
+/// up to the point where a tile of the minibatch's rows no longer fits in
+/// L1 (see [`tiles`]).
+const TILE: usize = 8 * LANES;
 
 /// One epoch of minibatch SGD on the two-layer network, updating `w1` (n×d)
 /// and `w2` (d×k) in place. For a batch of b rows:
@@ -226,12 +226,14 @@ impl NnPart {
     }
 }
 
-/// The tiles (start, width) that cover `w` hidden units: one if `w` is at
-/// most 128, else tiles of [`TILE`]. (One tile of 128 over 100 rows is
-/// 50 KiB and still measured faster than two; tiles of 128 for wider
-/// layers were slower than tiles of 80.)
+/// The tiles (start, width) that cover `w` hidden units: tiles of
+/// [`TILE`], the last one narrower. (One tile of 128 over 100 rows is
+/// 50 KiB and still measured faster than two. For wider layers, tiles of
+/// 80 were faster than 128 while the hidden layer's rows straddled cache
+/// lines; with them aligned, hidden-400 epochs took 303.5 ms with tiles of
+/// 128 against 339.4 ms with tiles of 80, medians of 14 interleaved runs.)
 fn tiles(w: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = if w <= 128 { w.max(1) } else { TILE };
+    let step = TILE.min(w.max(1));
     (0..w).step_by(step).map(move |t0| (t0, step.min(w - t0)))
 }
 
@@ -601,10 +603,12 @@ impl Logits for TwoLayerLogits {
     fn work_per_row(&self) -> usize {
         self.n * self.d / 8
     }
-    /// A tile of the hidden layer (see [`tiles`]) over 96 rows, 30 to 48
+    /// A tile of the hidden layer (see [`tiles`]) over 64 rows, up to 32
     /// KiB, stays in L1 while the chunk's columns of X are added into it.
+    /// (Hidden-400 loss and error over 60000 rows: 167.9 ms in chunks of
+    /// 64, 168.4 of 48, 179.4 of 96, 183.5 of 32; medians of 12.)
     fn chunk_rows(&self) -> usize {
-        96
+        64
     }
     fn scratch(&self, _rows: usize) -> TwoLayerScratch {
         TwoLayerScratch {
