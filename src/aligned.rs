@@ -5,6 +5,12 @@
 //! cache line keeps every such vector in one line; the allocator puts a
 //! large vector 16 bytes past a line (glibc's `mmap`ed chunks), so that
 //! every vector straddles two lines and every store writes both.
+//!
+//! Used for the images `parse_mnist` returns (rows of 784 floats are whole
+//! lines, so every 16-pixel chunk lies in one line: softmax epochs on two
+//! threads took 21.0 against 22.2–22.4 ms on X 16 bytes past a line,
+//! medians of 16 interleaved runs; on one thread 32.5 against 34.8–35.3 ms)
+//! and for the network's hidden layer, G1 and packed W1.
 
 use std::ops::{Deref, DerefMut};
 

@@ -89,16 +89,6 @@ fn pixel(byte: u8) -> f32 {
     f32::from(byte) / 255.0
 }
 
-/// The pixels start on a cache line ([`line_start`]). Rows of 784 floats are
-/// whole lines, so every 16-pixel chunk of every row then lies in one line
-/// instead of straddling two (numpy, and the allocator for a large vector,
-/// start 16 bytes past a line). Measured: softmax epochs on two threads
-/// 21.0 against 22.2–22.4 ms (medians of 16 interleaved runs on X at each
-/// offset), on one thread 32.5 against 34.8–35.3 ms.
-fn aligned_pixels(len: usize) -> (Vec<f32>, usize) {
-    line_start(len)
-}
-
 /// The pixels after the first `pad` of `v` as `count` rows of `row`: an
 /// array that keeps `v` whole and starts `pad` floats into it.
 fn pixel_rows(v: Vec<f32>, pad: usize, (count, row): (usize, usize)) -> Array2<f32> {
@@ -182,7 +172,7 @@ fn inflate_images(
     let expected = body_len(&dims)?;
     let bound = compressed_len.saturating_mul(MAX_DEFLATE_RATIO);
     // At most as many bytes reserved as the byte body could get.
-    let (mut pixels, pad) = aligned_pixels(expected.min(bound / 4) as usize);
+    let (mut pixels, pad) = line_start(expected.min(bound / 4) as usize);
     advise_huge_pages(&mut pixels);
     // Ask for one byte more than declared so that trailing data is noticed.
     let mut body = stream.take(expected + 1);
@@ -264,7 +254,7 @@ impl Idx<'_> {
             self.dims[1] as usize,
             self.dims[2] as usize,
         );
-        let (mut pixels, pad) = aligned_pixels(self.body.len());
+        let (mut pixels, pad) = line_start(self.body.len());
         pixels.extend(self.body.iter().map(|&b| pixel(b)));
         let pixels = pixel_rows(pixels, pad, (count, rows * cols));
         Images { pixels, rows, cols }

@@ -55,7 +55,8 @@ fn softmax_table_is_the_course_table() {
         &text,
         "Training softmax regression (epochs 10, lr 0.2, batch 100)",
     );
-    // The course's table, rows 0 and 9 as published.
+    // The course's table: rows 0 and 9 as published, all ten as the numpy
+    // reference prints them.
     assert_eq!(rows, SOFTMAX_TABLE, "{text}");
     assert!(!text.contains("two layer"), "--model softmax only: {text}");
     assert!(text.contains("\ntotal: "), "{text}");
