@@ -163,7 +163,8 @@ pub(crate) trait EpochPart: Send {
 /// to hundreds of microseconds.
 const PARTNER_DESCHEDULED: Duration = Duration::from_millis(2);
 
-/// Minibatches over which waiting and working time are compared.
+/// Minibatches over which waiting and working time are compared, counted
+/// from the epoch's start or the team's last call-back.
 const WINDOW: usize = 16;
 
 /// How long thread 0 works alone after the team disbands before it calls
@@ -172,8 +173,11 @@ const FIRST_SOLO: Duration = Duration::from_millis(2);
 
 /// The solo level (see [`EpochShared::solo_level`]) the next epoch starts
 /// at: one higher for each time a team that was called back disbanded again
-/// within 8 times as long as it had been alone (a partner that keeps
-/// stalling: another process holds its core), one lower after each epoch
+/// soon — within 8 times as long as it had been alone, or within its first
+/// two windows of minibatches (a partner that keeps stalling, or that runs
+/// at a fraction of its speed: another process shares its core; judging by
+/// the clock alone, a team whose slowness takes a window of long minibatches
+/// to show was called back every few minibatches) — one lower after each epoch
 /// whose team never disbanded, so that on a loaded machine epochs soon stay
 /// alone once disbanded, as they would without calling the team back.
 static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
@@ -224,7 +228,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
     // called it back; the other threads' first minibatch after waiting.
     let mut alone_since = Instant::now();
     let mut level = sh.solo_level.load(Ordering::Relaxed);
-    let (mut disbanded, mut called_back) = (false, None::<Instant>);
+    let (mut disbanded, mut called_back) = (false, None::<(Instant, usize)>);
     let mut resume = 0;
     for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
         if index < resume {
@@ -261,7 +265,9 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                         .map(|p| p.lock().expect("no thread panicked")),
                 );
                 (alone_since, disbanded) = (Instant::now(), true);
-                if called_back.is_some_and(|t| t.elapsed() < solo_time(level) * 8) {
+                if called_back.is_some_and(|(at, from)| {
+                    at.elapsed() < solo_time(level) * 8 || index < from + 2 * WINDOW
+                }) {
                     level = (level + 1).min(MAX_SOLO_LEVEL);
                 }
             }
@@ -273,7 +279,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
             sh.solo_from.store(usize::MAX, Ordering::Relaxed);
             sh.resume_at.store(index, Ordering::Release);
             sh.call_team();
-            (team, pace, called_back) = (true, Pace::new(), Some(Instant::now()));
+            (team, pace, called_back) = (true, Pace::new(), Some((Instant::now(), index)));
         }
         let parity = index % 2;
         for part in mine.iter_mut() {
@@ -324,7 +330,8 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
             }
         }
         if team {
-            let window_done = (index + 1) % WINDOW == 0;
+            pace.minibatches += 1;
+            let window_done = pace.minibatches == WINDOW;
             if pace.longest > PARTNER_DESCHEDULED || (window_done && pace.waiting > pace.working) {
                 // Stored before the next minibatch's first meeting, so every
                 // thread reads it before minibatch index + 2 starts.
@@ -337,7 +344,8 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
             }
             pace.longest = Duration::ZERO;
             if window_done {
-                (pace.working, pace.waiting) = (Duration::ZERO, Duration::ZERO);
+                (pace.working, pace.waiting, pace.minibatches) =
+                    (Duration::ZERO, Duration::ZERO, 0);
             }
         }
         for part in mine.iter_mut() {
@@ -360,11 +368,13 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
 }
 
 /// How a team thread's time splits between working and waiting at the
-/// barrier over the current window of minibatches, and its longest wait in
-/// the current minibatch.
+/// barrier over the current window of minibatches (and how many of the
+/// window's minibatches are done), and its longest wait in the current
+/// minibatch.
 struct Pace {
     working: Duration,
     waiting: Duration,
+    minibatches: usize,
     longest: Duration,
     since: Instant,
 }
@@ -374,6 +384,7 @@ impl Pace {
         Pace {
             working: Duration::ZERO,
             waiting: Duration::ZERO,
+            minibatches: 0,
             longest: Duration::ZERO,
             since: Instant::now(),
         }
@@ -671,14 +682,16 @@ mod tests {
     use std::thread::ThreadId;
 
     /// A part that records which thread stepped it, minibatch by minibatch,
-    /// and whose forward half stalls once, like a thread the OS stopped (or,
-    /// with `keep_stalling`, at every later minibatch its first thread
-    /// steps, like a thread sharing its core), and otherwise takes `work`
-    /// (sleeping). `TILED` picks the meetings: one a minibatch, or two.
+    /// and whose forward half stalls once, like a thread the OS stopped, and
+    /// takes `lag` longer at every minibatch from `lag_from` on that its
+    /// first thread steps (like a thread sharing its core), and otherwise
+    /// takes `work` (sleeping). `TILED` picks the meetings: one a minibatch,
+    /// or two.
     struct Recorder<const TILED: bool> {
         block: usize,
         stall_at: Option<usize>,
-        keep_stalling: bool,
+        lag_from: usize,
+        lag: Duration,
         panic_at: Option<usize>,
         work: Duration,
         forward: Vec<(usize, ThreadId)>,
@@ -703,8 +716,8 @@ mod tests {
             assert_ne!(self.panic_at, Some(index), "the part's kernel failed");
             if self.stall_at == Some(index) {
                 std::thread::sleep(Duration::from_millis(20));
-            } else if self.keep_stalling && owner && self.stall_at.is_some_and(|at| index > at) {
-                std::thread::sleep(Duration::from_millis(5));
+            } else if owner && index >= self.lag_from {
+                std::thread::sleep(self.lag);
             }
             std::thread::sleep(self.work);
             let mut partial = sh.partials[parity][self.block].write().unwrap();
@@ -886,18 +899,22 @@ mod tests {
         a_stalled_partner_hands_its_part_to_thread_zero,
         the_team_comes_back_after_a_brief_stall,
         a_partner_that_keeps_stalling_is_left_alone_longer_each_time,
+        a_slow_partner_is_left_alone_longer_each_time,
         a_panic_while_alone_reaches_the_caller,
     );
 
     /// How an epoch of two [`Recorder`]s goes: part 1's first thread stalls
     /// 20 ms at minibatch 3 (and 5 ms at each later one it steps, with
-    /// `keep_stalling`), part 1 panics at `panic_at`, every forward half
-    /// takes `work`, and thread 0 starts at solo level `level`.
+    /// `keep_stalling`; or, with `lag` instead, takes that much longer at
+    /// every minibatch it steps, from the first, and never stalls), part 1
+    /// panics at `panic_at`, every forward half takes `work`, and thread 0
+    /// starts at solo level `level`.
     #[derive(Default)]
     struct Script {
         minibatches: usize,
         level: u32,
         keep_stalling: bool,
+        lag: Option<Duration>,
         panic_at: Option<usize>,
         work: Duration,
     }
@@ -917,10 +934,16 @@ mod tests {
         sh.solo_level.store(script.level, Ordering::Relaxed);
         let parts: Vec<Mutex<Recorder<TILED>>> = (0..2)
             .map(|block| {
+                let (stall_at, lag_from, lag) = match (script.lag, script.keep_stalling) {
+                    (Some(lag), _) => (None, 0, lag),
+                    (None, true) => (Some(3), 4, Duration::from_millis(5)),
+                    (None, false) => (Some(3), usize::MAX, Duration::ZERO),
+                };
                 Mutex::new(Recorder {
                     block,
-                    stall_at: (block == 1).then_some(3),
-                    keep_stalling: script.keep_stalling,
+                    stall_at: stall_at.filter(|_| block == 1),
+                    lag_from,
+                    lag: if block == 1 { lag } else { Duration::ZERO },
                     panic_at: script.panic_at.filter(|_| block == 1),
                     work: script.work,
                     forward: Vec::new(),
@@ -1007,15 +1030,7 @@ mod tests {
             ..Script::default()
         })
         .expect("no panic");
-        // Stretches of minibatches of part 1 stepped by thread 0.
-        let mut stretches = Vec::new();
-        for (i, &(_, t)) in parts[1].forward.iter().enumerate() {
-            match (t == zero, stretches.last_mut()) {
-                (true, Some((_, end))) if *end == i => *end = i + 1,
-                (true, _) => stretches.push((i, i + 1)),
-                _ => {}
-            }
-        }
+        let stretches = stretches_alone(&parts[1], zero);
         assert!(stretches.len() >= 3, "alone from, to: {stretches:?}");
         assert!(level >= 2, "level {level}, alone from, to: {stretches:?}");
         assert_eq!(
@@ -1023,6 +1038,47 @@ mod tests {
             60,
             "the epoch ends alone: {stretches:?}"
         );
+    }
+
+    fn a_slow_partner_is_left_alone_longer_each_time<const TILED: bool>() {
+        // Thread 1 takes 2.5 ms a minibatch where thread 0 takes 1 ms, but
+        // never stalls: no single wait reaches PARTNER_DESCHEDULED, so only
+        // the window of minibatches shows it, each time a window after
+        // thread 0 calls it back, which is longer than 8 times FIRST_SOLO.
+        // It must still count as disbanding again soon: alone 2, 8, 32 ms
+        // (about 1, 4 and 16 minibatches), so the epoch ends alone.
+        let (parts, zero, level) = run_script::<TILED>(Script {
+            minibatches: 100,
+            lag: Some(Duration::from_micros(1500)),
+            work: Duration::from_millis(1),
+            ..Script::default()
+        })
+        .expect("no panic");
+        let alone = stretches_alone(&parts[1], zero);
+        assert!(alone.len() >= 3, "alone from, to: {alone:?}");
+        assert!(level >= 2, "level {level}, alone from, to: {alone:?}");
+        assert_eq!(
+            alone.last().unwrap().1,
+            100,
+            "the epoch ends alone: {alone:?}"
+        );
+    }
+
+    /// The stretches of minibatches, as ranges, in which thread `zero`
+    /// stepped `part`.
+    fn stretches_alone<const TILED: bool>(
+        part: &Recorder<TILED>,
+        zero: ThreadId,
+    ) -> Vec<(usize, usize)> {
+        let mut stretches: Vec<(usize, usize)> = Vec::new();
+        for (i, &(_, t)) in part.forward.iter().enumerate() {
+            match (t == zero, stretches.last_mut()) {
+                (true, Some((_, end))) if *end == i => *end = i + 1,
+                (true, _) => stretches.push((i, i + 1)),
+                _ => {}
+            }
+        }
+        stretches
     }
 
     fn a_panic_while_alone_reaches_the_caller<const TILED: bool>() {
