@@ -99,6 +99,21 @@ impl EpochShared<'_> {
         *self.calls.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.called.notify_all();
     }
+
+    /// Makes the team disband from minibatch `index` on, as if a thread had
+    /// been stopped, with thread 0 alone for [`solo_time`]`(level)`.
+    #[cfg(test)]
+    pub fn disband_from(&self, index: usize, level: u32) {
+        self.solo_from.store(index, Ordering::Relaxed);
+        self.solo_level.store(level, Ordering::Relaxed);
+    }
+
+    /// How many times thread 0 woke the others: it called the team back,
+    /// or, alone at the end of the epoch, sent them home.
+    #[cfg(test)]
+    pub fn calls(&self) -> u64 {
+        *self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Sends the threads waiting to be called back home if thread 0 panics, so
@@ -156,6 +171,26 @@ pub(crate) trait EpochPart: Send {
         parity: usize,
         g: &[Lanes],
     );
+    /// Fewer, wider parts that step all of `parts` (consecutive, every
+    /// block of the epoch, in order) with the same sums, for a thread that
+    /// steps them alone; or none, to step `parts` themselves. Worth it where
+    /// a part's cost is not its blocks' alone (the network: a part walks the
+    /// minibatch's X once per tile of its hidden units, however few they
+    /// are). Called at a minibatch's start.
+    fn merge<'p>(_parts: impl Iterator<Item = &'p Self>) -> Vec<Self>
+    where
+        Self: Sized + 'p,
+    {
+        Vec::new()
+    }
+    /// Hands the state of the parts [`EpochPart::merge`] made back to the
+    /// parts they were made from (the same, in the same order). Called at a
+    /// minibatch's start.
+    fn split<'p>(_merged: Vec<Self>, _parts: impl Iterator<Item = &'p mut Self>)
+    where
+        Self: Sized + 'p,
+    {
+    }
 }
 
 /// A wait at the per-minibatch barrier this long means a partner thread was
@@ -182,8 +217,16 @@ const FIRST_SOLO: Duration = Duration::from_millis(2);
 /// alone once disbanded, as they would without calling the team back.
 static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
 
+/// The shortest time alone for which thread 0 merges the parts (see
+/// [`EpochPart::merge`]): merging and splitting copy the weights (~0.6 ms
+/// for hidden 400), which 2 ms alone does not repay. Hidden 400 on 4
+/// threads and 2 cores, medians of 4 interleaved runs: merging whenever
+/// the team disbanded, 517 against 471 ms an epoch without merging; merging
+/// from 8 ms alone, 493 against 551 ms.
+const MERGE_ALONE_FOR: Duration = Duration::from_millis(8);
+
 /// The highest solo level: 2 ms · 4⁶ ≈ 8 s alone.
-const MAX_SOLO_LEVEL: u32 = 6;
+pub(crate) const MAX_SOLO_LEVEL: u32 = 6;
 
 /// How long thread 0 works alone before it calls the team back, at solo
 /// level `level`: [`FIRST_SOLO`] · 4^level.
@@ -203,7 +246,8 @@ fn solo_time(level: u32) -> Duration {
 /// partner sharing its core with another process), the team disbands two
 /// minibatches later — a point every thread agrees on: the request is stored
 /// before the next barrier and read after it — and thread 0 steps every part
-/// alone while the others sleep until it calls them back. A stall can be
+/// alone (as the fewer parts [`EpochPart::merge`] makes, if it does) while
+/// the others sleep until it calls them back. A stall can be
 /// brief (a virtual CPU the host paused for a few milliseconds), so after
 /// working alone for a while ([`FIRST_SOLO`] at first, 4 times longer each
 /// time a team called back disbands again, see [`SOLO_LEVEL`]) thread 0
@@ -230,6 +274,19 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
     let mut level = sh.solo_level.load(Ordering::Relaxed);
     let (mut disbanded, mut called_back) = (false, None::<(Instant, usize)>);
     let mut resume = 0;
+    // What thread 0 steps while alone, if the parts merge.
+    let mut merged: Vec<P> = Vec::new();
+    // Runs `$body` for each part this thread steps now (one loop, so that
+    // the kernels are inlined once).
+    macro_rules! each_part {
+        ($part:ident => $body:expr) => {
+            let own = if merged.is_empty() { mine.len() } else { 0 };
+            let own = mine.iter_mut().take(own).map(|part| &mut **part);
+            for $part in merged.iter_mut().chain(own) {
+                $body
+            }
+        };
+    }
     for (index, rows) in minibatches(sh.m, sh.batch).enumerate() {
         if index < resume {
             continue;
@@ -264,17 +321,24 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                         .iter()
                         .map(|p| p.lock().expect("no thread panicked")),
                 );
-                (alone_since, disbanded) = (Instant::now(), true);
                 if called_back.is_some_and(|(at, from)| {
                     at.elapsed() < solo_time(level) * 8 || index < from + 2 * WINDOW
                 }) {
                     level = (level + 1).min(MAX_SOLO_LEVEL);
                 }
+                if solo_time(level) >= MERGE_ALONE_FOR {
+                    merged = P::merge(mine.iter().map(|part| &**part));
+                }
+                (alone_since, disbanded) = (Instant::now(), true);
             }
         }
         if !team && parts.len() > 1 && alone_since.elapsed() >= solo_time(level) {
             // Stored before the others wake, and read after; they meet again
             // at this minibatch's first barrier.
+            P::split(
+                std::mem::take(&mut merged),
+                mine.iter_mut().map(|part| &mut **part),
+            );
             mine.truncate(1);
             sh.solo_from.store(usize::MAX, Ordering::Relaxed);
             sh.resume_at.store(index, Ordering::Release);
@@ -282,15 +346,11 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
             (team, pace, called_back) = (true, Pace::new(), Some((Instant::now(), index)));
         }
         let parity = index % 2;
-        for part in mine.iter_mut() {
-            part.prepare::<I>(sh, extra, rows.clone(), parity);
-        }
+        each_part!(part => part.prepare::<I>(sh, extra, rows.clone(), parity));
         if team && P::SHARES_PREPARED {
             pace.meet(&sh.barrier);
         }
-        for part in mine.iter_mut() {
-            part.forward::<I>(sh, extra, rows.clone(), parity);
-        }
+        each_part!(part => part.forward::<I>(sh, extra, rows.clone(), parity));
         let kg = sh.kg;
         let b = rows.len();
         if P::TILED {
@@ -348,9 +408,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
                     (Duration::ZERO, Duration::ZERO, 0);
             }
         }
-        for part in mine.iter_mut() {
-            part.backward::<I>(sh, extra, rows.clone(), parity, &g);
-        }
+        each_part!(part => part.backward::<I>(sh, extra, rows.clone(), parity, &g));
     }
     if me == 0 && parts.len() > 1 {
         if !disbanded {
@@ -358,6 +416,10 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
         }
         if !team {
             // The others still wait to be called back: the epoch is over.
+            P::split(
+                std::mem::take(&mut merged),
+                mine.iter_mut().map(|part| &mut **part),
+            );
             mine.truncate(1);
             sh.resume_at.store(usize::MAX, Ordering::Release);
             sh.call_team();
