@@ -1092,14 +1092,7 @@ mod tests {
             ..Script::default()
         })
         .expect("no panic");
-        let stretches = stretches_alone(&parts[1], zero);
-        assert!(stretches.len() >= 3, "alone from, to: {stretches:?}");
-        assert!(level >= 2, "level {level}, alone from, to: {stretches:?}");
-        assert_eq!(
-            stretches.last().unwrap().1,
-            60,
-            "the epoch ends alone: {stretches:?}"
-        );
+        assert_left_alone_longer_each_time(&parts[1], zero, level, 60);
     }
 
     fn a_slow_partner_is_left_alone_longer_each_time<const TILED: bool>() {
@@ -1116,12 +1109,24 @@ mod tests {
             ..Script::default()
         })
         .expect("no panic");
-        let alone = stretches_alone(&parts[1], zero);
+        assert_left_alone_longer_each_time(&parts[1], zero, level, 100);
+    }
+
+    /// Asserts that thread `zero` stepped `part` alone at least three times,
+    /// that the solo level rose to 2 or more, and that the epoch of
+    /// `minibatches` minibatches ended alone.
+    fn assert_left_alone_longer_each_time<const TILED: bool>(
+        part: &Recorder<TILED>,
+        zero: ThreadId,
+        level: u32,
+        minibatches: usize,
+    ) {
+        let alone = stretches_alone(part, zero);
         assert!(alone.len() >= 3, "alone from, to: {alone:?}");
         assert!(level >= 2, "level {level}, alone from, to: {alone:?}");
         assert_eq!(
             alone.last().unwrap().1,
-            100,
+            minibatches,
             "the epoch ends alone: {alone:?}"
         );
     }

@@ -831,40 +831,44 @@ mod tests {
         (w1, w2, calls)
     }
 
+    /// Asserts that an epoch of `problem(shape)` on `threads` threads, the
+    /// team disbanding at minibatch 3 at solo level `level`, gives the
+    /// weights of one thread, bit for bit; returns how many times thread 0
+    /// woke the others.
+    fn same_bits_as_one_thread(
+        shape: (usize, usize, usize, usize),
+        threads: usize,
+        level: u32,
+    ) -> u64 {
+        let (w1, w2, _) = epoch(shape, 1, None);
+        let (t1, t2, calls) = epoch(shape, threads, Some(level));
+        assert_eq!(t1, w1, "W1");
+        assert_eq!(t2, w2, "W2");
+        calls
+    }
+
     #[test]
     fn a_team_that_disbands_and_comes_back_keeps_the_bits_of_one_thread() {
         // 400 minibatches: thread 0 merges the four parts at minibatch 3, is
         // alone for 8 ms (solo level 1: part of the epoch), then splits them
         // and calls the team back.
-        let shape = (20000, 784, 100, 10);
-        let (w1, w2, _) = epoch(shape, 1, None);
-        let (t1, t2, calls) = epoch(shape, 4, Some(1));
+        let calls = same_bits_as_one_thread((20000, 784, 100, 10), 4, 1);
         assert!(calls >= 1, "thread 0 called the team back");
-        assert_eq!(t1, w1);
-        assert_eq!(t2, w2);
     }
 
     #[test]
     fn a_team_that_disbands_to_the_end_keeps_the_bits_of_one_thread() {
         // Uneven parts (5 blocks on 3 threads, the last one padded), k = 3:
         // alone from minibatch 3 to the end, split when the epoch ends.
-        let shape = (1000, 200, 70, 3);
-        let (w1, w2, _) = epoch(shape, 1, None);
-        let (t1, t2, calls) = epoch(shape, 3, Some(MAX_SOLO_LEVEL));
+        let calls = same_bits_as_one_thread((1000, 200, 70, 3), 3, MAX_SOLO_LEVEL);
         assert_eq!(calls, 1, "the others sent home at the end");
-        assert_eq!(t1, w1);
-        assert_eq!(t2, w2);
     }
 
     #[test]
     fn parts_merged_into_groups_keep_the_bits_of_one_thread() {
         // 25 blocks on 8 threads (3 or 4 blocks a part): alone, thread 0
         // steps two groups, of 15 and 10 blocks.
-        let shape = (1500, 300, 400, 10);
-        let (w1, w2, _) = epoch(shape, 1, None);
-        let (t1, t2, _) = epoch(shape, 8, Some(MAX_SOLO_LEVEL));
-        assert_eq!(t1, w1);
-        assert_eq!(t2, w2);
+        same_bits_as_one_thread((1500, 300, 400, 10), 8, MAX_SOLO_LEVEL);
     }
 
     #[test]
