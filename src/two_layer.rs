@@ -41,6 +41,15 @@ use crate::sparse::{Csc, Prefetcher};
 /// L1 (see [`tiles`]).
 const TILE: usize = 8 * LANES;
 
+/// The widest tile of the evaluation with AVX-512, whose 32 registers hold
+/// its weights: hidden 400 then takes two passes over a chunk's X instead of
+/// four. Over a chunk of 64 rows such a tile is 52 KiB, just over a 48 KiB
+/// L1 as the epochs' 128 units over 100 rows are. The loss and error over 60000 rows took 137.5–141.5 ms against
+/// 153.4–156.4 ms with tiles of 128 (chunks of 32 to 64 rows, medians of 5),
+/// and tiles of 256 were no faster. AVX2's 16 registers cannot hold 208
+/// weights (304 against 278 ms), so it keeps [`TILE`].
+const EVAL_TILE: usize = 13 * LANES;
+
 /// The widest part, in blocks of 16 hidden units, that a thread stepping
 /// every part alone merges narrower ones into (see [`NnPart::merge`]). With
 /// the minibatch's X and its CSC, such a part's W1 (784 × 256 floats), hidden
@@ -293,28 +302,33 @@ impl NnPart {
 }
 
 /// The tiles (start, width) that cover `w` hidden units: tiles of
-/// [`TILE`], the last one narrower. (One tile of 128 over 100 rows is
+/// `tile` ([`TILE`] in the epochs), the last one narrower. (One tile of 128 over 100 rows is
 /// 50 KiB and still measured faster than two. For wider layers, tiles of
 /// 80 were faster than 128 while the hidden layer's rows straddled cache
 /// lines; with them aligned, hidden-400 epochs took 303.5 ms with tiles of
 /// 128 against 339.4 ms with tiles of 80, medians of 14 interleaved runs.)
-fn tiles(w: usize) -> impl Iterator<Item = (usize, usize)> {
-    let step = TILE.min(w.max(1));
+fn tiles(w: usize, tile: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = tile.min(w.max(1));
     (0..w).step_by(step).map(move |t0| (t0, step.min(w - t0)))
 }
 
 /// Runs `$body` with the const `$t` set to the tile width `$value` (one of
-/// those [`tiles`] returns: a multiple of 16 up to 128).
+/// those [`tiles`] returns: a multiple of 16 up to 128, or, `wide`, up to
+/// [`EVAL_TILE`]).
 macro_rules! with_tile_width {
     ($value:expr, $t:ident => $body:expr) => {
         $crate::simd::with_const!($value, $t in [128 112 96 80 64 48 32; 16] => $body)
     };
+    (wide $value:expr, $t:ident => $body:expr) => {
+        $crate::simd::with_const!($value, $t in [208 192 176 160 144 128 112 96 80 64 48 32; 16] => $body)
+    };
 }
 
 /// `z1 = ReLU(X W1)` for the rows of `csc` over hidden units of width `w`
-/// (a multiple of 16).
+/// (a multiple of 16), in tiles of up to `MAX` units ([`TILE`] or
+/// [`EVAL_TILE`]).
 #[inline(always)]
-fn hidden_layer<I: Isa>(
+fn hidden_layer<I: Isa, const MAX: usize>(
     csc: &[impl Deref<Target = Csc>],
     n: usize,
     (w1, w): (&[f32], usize),
@@ -322,9 +336,13 @@ fn hidden_layer<I: Isa>(
     (x, pf): (&[f32], &mut Prefetcher),
 ) {
     z1.fill(0.0);
-    for (t0, width) in tiles(w) {
+    for (t0, width) in tiles(w, MAX) {
         let tile = (csc, n, w1, w, t0);
-        with_tile_width!(width, T => hidden_tile::<I, T>(tile, z1, (x, pf)));
+        if MAX > TILE {
+            with_tile_width!(wide width, T => hidden_tile::<I, T>(tile, z1, (x, pf)));
+        } else {
+            with_tile_width!(width, T => hidden_tile::<I, T>(tile, z1, (x, pf)));
+        }
     }
     for z in z1.iter_mut() {
         // `max` would turn NaN into 0; keep it visible as numpy does.
@@ -524,7 +542,8 @@ impl EpochPart for NnPart {
         let columns = csc_columns(n, self.of, self.pieces.start).start
             ..csc_columns(n, self.of, self.pieces.end - 1).end;
         self.prefetch = Prefetcher::new(n, next, columns);
-        self.prefetch.spread_over(2 * tiles(self.width).count() * n);
+        self.prefetch
+            .spread_over(2 * tiles(self.width, TILE).count() * n);
     }
 
     /// This part's hidden units of the minibatch and their partial logits.
@@ -539,7 +558,7 @@ impl EpochPart for NnPart {
         let (n, kg, w, b) = (sh.n, sh.kg, self.width, rows.len());
         let csc = csc_pieces(shared, parity);
         let z1 = &mut self.z1[..b * w];
-        hidden_layer::<I>(&csc, n, (&self.w1, w), z1, (sh.x, &mut self.prefetch));
+        hidden_layer::<I, TILE>(&csc, n, (&self.w1, w), z1, (sh.x, &mut self.prefetch));
         for (local, block) in self.blocks.clone().enumerate() {
             let mut partial = sh.partials[parity][block]
                 .write()
@@ -596,7 +615,7 @@ impl EpochPart for NnPart {
         // W1 ← W1 − lr/b · Xbᵀ G1, column of X by column.
         let g1 = (&self.g1[..b * w], step);
         let pf = &mut self.prefetch;
-        for (t0, width) in tiles(w) {
+        for (t0, width) in tiles(w, TILE) {
             let w1 = (&mut self.w1[..], w, t0);
             with_tile_width!(width, T => w1_update_tile::<I, T>(&csc, w1, g1, (sh.x, pf)));
         }
@@ -697,13 +716,13 @@ fn two_layer_logits_generic<I: Isa>(
     let rows = x.len() / n;
     scratch.csc.fill::<I>(x, n, 0..n);
     scratch.z1.resize(rows * w);
-    hidden_layer::<I>(
-        &[&scratch.csc],
-        n,
-        (&model.w1, w),
-        &mut scratch.z1,
-        (x, &mut Prefetcher::none()),
-    );
+    let (csc, w1, z1) = (&[&scratch.csc], (&model.w1[..], w), &mut scratch.z1[..]);
+    let pf = (x, &mut Prefetcher::none());
+    if I::AVX512 {
+        hidden_layer::<I, EVAL_TILE>(csc, n, w1, z1, pf);
+    } else {
+        hidden_layer::<I, TILE>(csc, n, w1, z1, pf);
+    }
     scratch.partials.resize_with(w / LANES, Vec::new);
     for (block, partial) in scratch.partials.iter_mut().enumerate() {
         partial.resize(rows * kg, [0.0; LANES]);
@@ -725,8 +744,9 @@ impl Logits for TwoLayerLogits {
     fn work_per_row(&self) -> usize {
         self.n * self.d / 8
     }
-    /// A tile of the hidden layer (see [`tiles`]) over 64 rows, up to 32
-    /// KiB, stays in L1 while the chunk's columns of X are added into it.
+    /// A tile of the hidden layer (see [`tiles`]) over 64 rows, 32 KiB (52
+    /// with AVX-512's [`EVAL_TILE`]), stays in or near L1 while the chunk's
+    /// columns of X are added into it.
     /// (Hidden-400 loss and error over 60000 rows: 167.9 ms in chunks of
     /// 64, 168.4 of 48, 179.4 of 96, 183.5 of 32; medians of 12.)
     fn chunk_rows(&self) -> usize {

@@ -60,13 +60,16 @@ fn max_rel_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
 #[test]
 fn simd_levels_and_thread_counts_agree() {
     // k = 10 (one lane group) with 100 hidden units (6.25 groups), k = 20
-    // (two lane groups) with an odd hidden size, and wide rows: 66 chunks of
+    // (two lane groups) with an odd hidden size, wide rows: 66 chunks of
     // 16 pixels per softmax part, the second ending in a partial chunk that
-    // the gradient takes alone after its pairs of whole chunks.
+    // the gradient takes alone after its pairs of whole chunks; and 300
+    // hidden units, which the evaluation takes in tiles of 208 and 96 units
+    // with AVX-512, of 128, 128 and 48 otherwise.
     for (m, n, k, hidden) in [
         (6000, 784, 10, 100),
         (3001, 300, 20, 37),
         (3000, 2100, 10, 20),
+        (2000, 784, 10, 300),
     ] {
         let (x, y) = sparse_problem(11, m, n, k);
         let best = supported_simd_level();
@@ -89,6 +92,9 @@ fn simd_levels_and_thread_counts_agree() {
             assert_eq!(o.theta, reference.theta, "AVX2 vs {best:?}");
             assert_eq!(o.w1, reference.w1, "AVX2 vs {best:?}");
             assert_eq!(o.w2, reference.w2, "AVX2 vs {best:?}");
+            assert_eq!(o.predictions, reference.predictions, "AVX2 vs {best:?}");
+            let loss = (o.nn_loss.to_bits(), reference.nn_loss.to_bits());
+            assert_eq!(loss.0, loss.1, "AVX2 vs {best:?}");
         }
         assert_eq!(set_simd_level(SimdLevel::Portable), SimdLevel::Portable);
         let o = run(&x, &y, k, hidden);
