@@ -268,8 +268,9 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
     let mut team = parts.len() > 1;
     let mut pace = Pace::new();
     // Thread 0's time alone since the team last disbanded, its solo level,
-    // whether the team has disbanded in this epoch and when thread 0 last
-    // called it back; the other threads' first minibatch after waiting.
+    // whether the team has disbanded in this epoch and when (and at which
+    // minibatch) thread 0 last called it back; the other threads' first
+    // minibatch after waiting.
     let mut alone_since = Instant::now();
     let mut level = sh.solo_level.load(Ordering::Relaxed);
     let (mut disbanded, mut called_back) = (false, None::<(Instant, usize)>);
