@@ -209,11 +209,10 @@ const FIRST_SOLO: Duration = Duration::from_millis(2);
 /// The solo level (see [`EpochShared::solo_level`]) the next epoch starts
 /// at: one higher for each time a team that was called back disbanded again
 /// soon — within 8 times as long as it had been alone, or within its first
-/// two windows of minibatches (a partner that keeps stalling, or that runs
-/// at a fraction of its speed: another process shares its core; judging by
-/// the clock alone, a team whose slowness takes a window of long minibatches
-/// to show was called back every few minibatches) — one lower after each epoch
-/// whose team never disbanded, so that on a loaded machine epochs soon stay
+/// two windows of minibatches, since a partner slowed by another process on
+/// its core, without stalling, shows only over a window (a partner that
+/// keeps stalling or keeps lagging) — one lower after each epoch whose team
+/// never disbanded, so that on a loaded machine epochs soon stay
 /// alone once disbanded, as they would without calling the team back.
 static SOLO_LEVEL: AtomicU32 = AtomicU32::new(0);
 
@@ -247,8 +246,8 @@ fn solo_time(level: u32) -> Duration {
 /// minibatches later — a point every thread agrees on: the request is stored
 /// before the next barrier and read after it — and thread 0 steps every part
 /// alone (as the fewer parts [`EpochPart::merge`] makes, if it does) while
-/// the others sleep until it calls them back. A stall can be
-/// brief (a virtual CPU the host paused for a few milliseconds), so after
+/// the others sleep until it calls them back. A stall can be brief (a
+/// virtual CPU the host paused for a few milliseconds), so after
 /// working alone for a while ([`FIRST_SOLO`] at first, 4 times longer each
 /// time a team called back disbands again, see [`SOLO_LEVEL`]) thread 0
 /// calls the team back at the start of a minibatch. The blocks and the order

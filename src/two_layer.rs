@@ -44,9 +44,10 @@ const TILE: usize = 8 * LANES;
 /// The widest tile of the evaluation with AVX-512, whose 32 registers hold
 /// its weights: hidden 400 then takes two passes over a chunk's X instead of
 /// four. Over a chunk of 64 rows such a tile is 52 KiB, just over a 48 KiB
-/// L1 as the epochs' 128 units over 100 rows are. The loss and error over 60000 rows took 137.5–141.5 ms against
-/// 153.4–156.4 ms with tiles of 128 (chunks of 32 to 64 rows, medians of 5),
-/// and tiles of 256 were no faster. AVX2's 16 registers cannot hold 208
+/// L1 as the epochs' 128 units over 100 rows are. The loss and error over
+/// 60000 rows took 137.5–141.5 ms against 153.4–156.4 ms with tiles of 128
+/// (chunks of 32 to 64 rows, medians of 5), and tiles of 256 were no
+/// faster. AVX2's 16 registers cannot hold 208
 /// weights (304 against 278 ms), so it keeps [`TILE`].
 const EVAL_TILE: usize = 13 * LANES;
 
@@ -301,9 +302,9 @@ impl NnPart {
     }
 }
 
-/// The tiles (start, width) that cover `w` hidden units: tiles of
-/// `tile` ([`TILE`] in the epochs), the last one narrower. (One tile of 128 over 100 rows is
-/// 50 KiB and still measured faster than two. For wider layers, tiles of
+/// The tiles (start, width) that cover `w` hidden units: tiles of `tile`
+/// ([`TILE`] in the epochs), the last one narrower. (One tile of 128 over
+/// 100 rows is 50 KiB and still measured faster than two. For wider layers, tiles of
 /// 80 were faster than 128 while the hidden layer's rows straddled cache
 /// lines; with them aligned, hidden-400 epochs took 303.5 ms with tiles of
 /// 128 against 339.4 ms with tiles of 80, medians of 14 interleaved runs.)
@@ -631,10 +632,14 @@ impl EpochPart for NnPart {
         if parts.len() < 2 {
             return Vec::new();
         }
+        // Consecutive parts, each group closed before the part that would
+        // make it wider than MERGED_BLOCKS.
         let mut groups = Vec::new();
         let mut first = 0;
-        for (end, next) in (1..).zip(parts.iter().skip(1).map(Some).chain([None])) {
-            if next.is_none_or(|next| next.blocks.end - parts[first].blocks.start > MERGED_BLOCKS) {
+        for end in 1..=parts.len() {
+            let too_wide =
+                |next: &&NnPart| next.blocks.end - parts[first].blocks.start > MERGED_BLOCKS;
+            if parts.get(end).is_none_or(too_wide) {
                 groups.push(&parts[first..end]);
                 first = end;
             }
@@ -645,8 +650,7 @@ impl EpochPart for NnPart {
         groups.into_iter().map(NnPart::merged).collect()
     }
 
-    fn split<'p>(merged: Vec<Self>, parts: impl Iterator<Item = &'p mut Self>) {
-        let mut parts = parts;
+    fn split<'p>(merged: Vec<Self>, mut parts: impl Iterator<Item = &'p mut Self>) {
         for whole in merged {
             let (k, _) = whole.k_and_batch();
             let kg = lane_groups(k);
@@ -833,12 +837,15 @@ mod tests {
     ) -> (Array2<f32>, Array2<f32>, u64) {
         let (x, y, mut w1, mut w2) = problem(shape);
         let sgd = Sgd { lr: 0.1, batch: 50 };
-        let mut calls = 0;
+        let (mut started, mut calls) = (false, 0);
+        // Before the epoch: the disband; after it: the count.
         let watch = |sh: &EpochShared<'_>| {
-            calls = sh.calls();
-            if let Some(level) = level.filter(|_| calls == 0) {
+            if started {
+                calls = sh.calls();
+            } else if let Some(level) = level {
                 sh.disband_from(3, level);
             }
+            started = true;
         };
         checked_nn_epoch(
             x.view(),
