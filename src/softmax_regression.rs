@@ -172,7 +172,7 @@ impl SoftmaxPart {
                     } else {
                         [&[][..]; 2]
                     };
-                    let [a, b] = rows_logits::<I, 2, CG>(
+                    let [a, b] = rows_logits::<I, 2, CG, false>(
                         [row(i), row(i + 1)],
                         span.clone(),
                         (&self.theta_t, first, kpad, q),
@@ -185,7 +185,7 @@ impl SoftmaxPart {
             for i in pairs..rows.len() {
                 for q in 0..kpad / CG {
                     let ahead = if q == 0 { [next(i)] } else { [&[][..]] };
-                    let [a] = rows_logits::<I, 1, CG>(
+                    let [a] = rows_logits::<I, 1, CG, false>(
                         [row(i)],
                         span.clone(),
                         (&self.theta_t, first, kpad, q),
@@ -304,6 +304,9 @@ pub(crate) struct LinearLogits {
     group: usize,
     kpad: usize,
     theta_t: Vec<Lanes>,
+    /// Whether every weight is finite, so that zero chunks of X can be
+    /// skipped (where θ is not, a zero pixel times it is NaN, as in numpy).
+    finite: bool,
 }
 
 impl LinearLogits {
@@ -315,6 +318,7 @@ impl LinearLogits {
             group,
             kpad,
             theta_t: pack_transposed(theta, 0..theta.nrows(), kpad),
+            finite: theta.iter().all(|v| v.is_finite()),
         }
     }
 }
@@ -325,11 +329,15 @@ multiversion! {
 
 #[inline(always)]
 fn linear_logits_generic<I: Isa>((model, x, out): (&LinearLogits, &[f32], &mut [Lanes])) {
-    with_class_group!(model.group, CG => linear_logits_group::<I, CG>(model, x, out))
+    with_class_group!(model.group, CG => if model.finite {
+        linear_logits_group::<I, CG, true>(model, x, out)
+    } else {
+        linear_logits_group::<I, CG, false>(model, x, out)
+    })
 }
 
 #[inline(always)]
-fn linear_logits_group<I: Isa, const CG: usize>(
+fn linear_logits_group<I: Isa, const CG: usize, const SKIP: bool>(
     model: &LinearLogits,
     x: &[f32],
     out: &mut [Lanes],
@@ -355,7 +363,8 @@ fn linear_logits_group<I: Isa, const CG: usize>(
             } else {
                 [&[][..]; 2]
             };
-            let [a, b] = rows_logits::<I, 2, CG>(both, 0..chunks(n), (theta.0, 0, kpad, q), pf);
+            let [a, b] =
+                rows_logits::<I, 2, CG, SKIP>(both, 0..chunks(n), (theta.0, 0, kpad, q), pf);
             store(i, q, &a);
             store(i + 1, q, &b);
         }
@@ -363,7 +372,7 @@ fn linear_logits_group<I: Isa, const CG: usize>(
     for i in pairs..rows {
         for q in 0..kpad / CG {
             let pf = if q == 0 { [ahead(i)] } else { [&[][..]] };
-            let [a] = rows_logits::<I, 1, CG>(
+            let [a] = rows_logits::<I, 1, CG, SKIP>(
                 [&x[i * n..(i + 1) * n]],
                 0..chunks(n),
                 (theta.0, 0, kpad, q),
@@ -412,4 +421,88 @@ pub fn softmax_regression_predict(
     check_positive("n (columns of X)", x.ncols())?;
     check_positive("k (columns of theta)", theta.ncols())?;
     predict_of(&LinearLogits::new(theta), x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Logits;
+    use ndarray::Array2;
+
+    /// Deterministic values in [-1, 1) from a seed and an index.
+    fn noise(seed: u64, i: u64) -> f32 {
+        let h = (seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// m×n rows in which most 16-pixel chunks are zero (some -0.0), a few
+    /// rows wholly zero, and the rest noise.
+    fn sparse_rows(m: usize, n: usize) -> Array2<f32> {
+        Array2::from_shape_fn((m, n), |(r, p)| {
+            let chunk_on = noise(1, (r * 1000 + p / LANES) as u64) > 0.3;
+            if r % 7 == 3 || !chunk_on {
+                if p % 3 == 0 {
+                    -0.0
+                } else {
+                    0.0
+                }
+            } else if p % 5 == 0 {
+                0.0
+            } else {
+                noise(2, (r * n + p) as u64)
+            }
+        })
+    }
+
+    fn logits_bits(model: &LinearLogits, x: &Array2<f32>) -> Vec<u32> {
+        let mut out = vec![[0.0; LANES]; x.nrows() * lane_groups(model.k)];
+        model.logits(x.as_slice().unwrap(), &mut (), &mut out);
+        out.as_flattened().iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn skipping_zero_chunks_gives_the_bits_of_every_chunk() {
+        // Odd rows (the lone-row path), windows of 64 chunks and a partial
+        // last chunk (n = 16·70 + 5), one to two class groups.
+        for (m, n, k) in [(37, 1125, 10), (9, 784, 3), (5, 100, 14), (4, 16, 2)] {
+            let x = sparse_rows(m, n);
+            let theta = Array2::from_shape_fn((n, k), |(p, c)| noise(3, (p * k + c) as u64));
+            let skipping = LinearLogits::new(theta.view());
+            assert!(skipping.finite);
+            let dense = LinearLogits {
+                finite: false,
+                ..LinearLogits::new(theta.view())
+            };
+            let bits = logits_bits(&skipping, &x);
+            assert_eq!(bits, logits_bits(&dense, &x), "m {m} n {n} k {k}");
+            assert!(bits.iter().any(|&b| b != 0), "m {m} n {n} k {k}");
+        }
+    }
+
+    #[test]
+    fn weights_that_are_not_finite_reach_every_logit_as_in_numpy() {
+        // The first chunk is zero in every row: 0 · inf is NaN in every
+        // row's logits, so the loss is NaN, as numpy's dense product gives.
+        let mut x = sparse_rows(20, 64);
+        x.slice_mut(ndarray::s![.., ..LANES]).fill(0.0);
+        let y = ndarray::Array1::from_shape_fn(20, |i| (i % 4) as u8);
+        let mut theta = Array2::from_shape_fn((64, 4), |(p, c)| noise(4, (p * 4 + c) as u64));
+        let finite = softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
+        assert!(finite.loss.is_finite());
+        theta[[0, 1]] = f32::INFINITY;
+        let le = softmax_regression_loss_err(x.view(), y.view(), theta.view()).unwrap();
+        assert!(le.loss.is_nan(), "loss {}", le.loss);
+    }
+
+    #[test]
+    fn a_nan_pixel_in_an_otherwise_zero_chunk_is_multiplied() {
+        let mut x = Array2::<f32>::zeros((3, 48));
+        x[[1, 20]] = f32::NAN;
+        let theta = Array2::from_shape_fn((48, 3), |(p, c)| noise(5, (p * 3 + c) as u64));
+        let model = LinearLogits::new(theta.view());
+        let mut out = vec![[0.0; LANES]; 3];
+        model.logits(x.as_slice().unwrap(), &mut (), &mut out);
+        assert!(out[1][..3].iter().all(|v| v.is_nan()));
+        assert!(out[0][..3].iter().chain(&out[2][..3]).all(|&v| v == 0.0));
+    }
 }
