@@ -207,8 +207,8 @@ fn scan_chunk<I: Isa>(
     #[cfg(target_arch = "x86_64")]
     if I::AVX512 {
         // SAFETY: I::AVX512 is true only for the `Avx512` instantiation,
-        // which `multiversion!` runs only after detecting AVX-512; the
-        // lengths were checked above.
+        // which `multiversion!` runs only after detecting AVX-512 and
+        // POPCNT (see `simd::detect`); the lengths were checked above.
         return unsafe { scan_chunk_avx512((x, n, cols), columns, row, val, counts) };
     }
     let _ = columns;
@@ -232,7 +232,7 @@ fn scan_chunk<I: Isa>(
 /// multiple of 16), then each column is compared with zero 16 rows a step
 /// and its non-zeros compressed out; no branches on the data.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,popcnt")]
 #[allow(unsafe_code)] // raw loads and stores of 16 lanes, bounds checked by the caller
 unsafe fn scan_chunk_avx512(
     (x, n, cols): (&[f32], usize, Range<usize>),
