@@ -43,8 +43,9 @@ const TILE: usize = 8 * LANES;
 
 /// The widest tile of the evaluation with AVX-512, whose 32 registers hold
 /// its weights: hidden 400 then takes two passes over a chunk's X instead of
-/// four. Over a chunk of 64 rows such a tile is 52 KiB, just over a 48 KiB
-/// L1 as the epochs' 128 units over 100 rows are. The loss and error over
+/// four. Over a chunk of 48 rows such a tile is 39 KiB (52 KiB over the 64
+/// rows it was measured with, just over a 48 KiB L1 as the epochs' 128
+/// units over 100 rows are). The loss and error over
 /// 60000 rows took 137.5–141.5 ms against 153.4–156.4 ms with tiles of 128
 /// (chunks of 32 to 64 rows, medians of 5), and tiles of 256 were no
 /// faster. AVX2's 16 registers cannot hold 208
@@ -748,13 +749,16 @@ impl Logits for TwoLayerLogits {
     fn work_per_row(&self) -> usize {
         self.n * self.d / 8
     }
-    /// A tile of the hidden layer (see [`tiles`]) over 64 rows, 32 KiB (52
+    /// A tile of the hidden layer (see [`tiles`]) over 48 rows, 24 KiB (39
     /// with AVX-512's [`EVAL_TILE`]), stays in or near L1 while the chunk's
-    /// columns of X are added into it.
-    /// (Hidden-400 loss and error over 60000 rows: 167.9 ms in chunks of
-    /// 64, 168.4 of 48, 179.4 of 96, 183.5 of 32; medians of 12.)
+    /// columns of X are added into it. (Hidden-400 loss and error over
+    /// 60000 rows on the Intel machine, tiles of 128: 167.9 ms in chunks of
+    /// 64, 168.4 of 48, 179.4 of 96, 183.5 of 32; medians of 12. On AMD Zen
+    /// 4, whose L1 holds 32 KiB, 48 rows against 64 with tiles of 208, same
+    /// results: paired ratios 0.937 / 0.884 at 2 / 1 threads, hidden 100
+    /// 0.954 at both, 13 interleaved rounds; 32 rows 0.950 / 0.982.)
     fn chunk_rows(&self) -> usize {
-        64
+        48
     }
     fn scratch(&self, _rows: usize) -> TwoLayerScratch {
         TwoLayerScratch {
