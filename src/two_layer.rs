@@ -43,13 +43,12 @@ const TILE: usize = 8 * LANES;
 
 /// The widest tile of the evaluation with AVX-512, whose 32 registers hold
 /// its weights: hidden 400 then takes two passes over a chunk's X instead of
-/// four. Over a chunk of 48 rows such a tile is 39 KiB (52 KiB over the 64
-/// rows it was measured with, just over a 48 KiB L1 as the epochs' 128
-/// units over 100 rows are). The loss and error over
-/// 60000 rows took 137.5–141.5 ms against 153.4–156.4 ms with tiles of 128
-/// (chunks of 32 to 64 rows, medians of 5), and tiles of 256 were no
-/// faster. AVX2's 16 registers cannot hold 208
-/// weights (304 against 278 ms), so it keeps [`TILE`].
+/// four. The loss and error over 60000 rows took 137.5–141.5 ms against
+/// 153.4–156.4 ms with tiles of 128 (Intel, chunks of 32 to 64 rows,
+/// medians of 5), and tiles of 256 were no faster. Over the evaluation's
+/// chunks of 48 rows (see its `chunk_rows`) such a tile is 39 KiB. AVX2's
+/// 16 registers cannot hold 208 weights (304 against 278 ms), so it keeps
+/// [`TILE`].
 const EVAL_TILE: usize = 13 * LANES;
 
 /// The widest part, in blocks of 16 hidden units, that a thread stepping
@@ -305,10 +304,11 @@ impl NnPart {
 
 /// The tiles (start, width) that cover `w` hidden units: tiles of `tile`
 /// ([`TILE`] in the epochs), the last one narrower. (One tile of 128 over
-/// 100 rows is 50 KiB and still measured faster than two. For wider layers, tiles of
-/// 80 were faster than 128 while the hidden layer's rows straddled cache
-/// lines; with them aligned, hidden-400 epochs took 303.5 ms with tiles of
-/// 128 against 339.4 ms with tiles of 80, medians of 14 interleaved runs.)
+/// 100 rows is 50 KiB and still measured faster than two. For wider
+/// layers, tiles of 80 were faster than 128 while the hidden layer's rows
+/// straddled cache lines; with them aligned, hidden-400 epochs took 303.5
+/// ms with tiles of 128 against 339.4 ms with tiles of 80, medians of 14
+/// interleaved runs.)
 fn tiles(w: usize, tile: usize) -> impl Iterator<Item = (usize, usize)> {
     let step = tile.min(w.max(1));
     (0..w).step_by(step).map(move |t0| (t0, step.min(w - t0)))
