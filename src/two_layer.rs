@@ -26,7 +26,7 @@ use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
 use crate::parallel::{run_team, split_blocks, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
-use crate::simd::{axpy_n, mul_add, multiversion, Isa, Lanes, LANES};
+use crate::simd::{axpy_n, mul_add, multiversion, with_const, Isa, Lanes, LANES};
 use crate::softmax_rows::{
     drive_epoch, lane_groups, pack_lane_rows, sum_partials, unpack_lane_rows, EpochPart,
     EpochShared,
@@ -462,6 +462,36 @@ fn rows_logits<I: Isa, const R: usize>(
     acc
 }
 
+/// One row's `G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ)` on the `NB` blocks of 16 hidden
+/// units from block `b0`: `g1` and `z` are the row's G1 and Z1 (width `w`),
+/// `g2` its logit gradients for `k` classes, `w2t` is W2ᵀ (k × w). Each
+/// unit's sum runs over the classes in order; each class's gradient is
+/// broadcast once for the `NB` blocks, whose sums are independent chains.
+#[inline(always)]
+fn hidden_gradients<I: Isa, const NB: usize>(
+    (g1, z, g2, k): (&mut [f32], &[f32], &[Lanes], usize),
+    (w2t, w): (&[f32], usize),
+    b0: usize,
+) {
+    let units = b0 * LANES..(b0 + NB) * LANES;
+    let mut acc = [[0.0f32; LANES]; NB];
+    for c in 0..k {
+        let gc = g2[c / LANES][c % LANES];
+        let w2c = &w2t[c * w..][units.clone()];
+        for (a, v) in acc.iter_mut().zip(w2c.chunks_exact(LANES)) {
+            axpy_n::<I, LANES>(a, gc, v.try_into().expect("lanes"));
+        }
+    }
+    for ((g, a), &z) in g1[units.clone()]
+        .iter_mut()
+        .zip(acc.as_flattened())
+        .zip(&z[units])
+    {
+        // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
+        *g = if z <= 0.0 || z.is_nan() { 0.0 } else { *a };
+    }
+}
+
 /// `W2ᵀ ← W2ᵀ + step · G2ᵀ Z1` (k × w), for class groups of `CG`: the
 /// gradient of 16 units for `CG` classes is summed over the rows (in order)
 /// in registers, then applied.
@@ -584,28 +614,22 @@ impl EpochPart for NnPart {
         let csc = csc_pieces(shared, parity);
         let z1 = &self.z1[..b * w];
         // G1 = 1{Z1 > 0} ∘ (G2 W2ᵀ), with W2 from before this batch's
-        // update, 16 units at a time summed over the classes in registers.
+        // update, up to 4 blocks of 16 units at a time summed over the
+        // classes in registers.
+        let blocks = w / LANES;
         for ((g1, z), g2) in self
             .g1
             .chunks_exact_mut(w)
             .zip(z1.chunks_exact(w))
             .zip(g2.chunks_exact(kg))
         {
-            for (h0, (g1, z)) in g1
-                .chunks_exact_mut(LANES)
-                .zip(z.chunks_exact(LANES))
-                .enumerate()
-            {
-                let mut acc = [0.0f32; LANES];
-                for c in 0..k {
-                    let at = c * w + h0 * LANES;
-                    let w2t: &[f32; LANES] = self.w2t[at..at + LANES].try_into().expect("lanes");
-                    axpy_n::<I, LANES>(&mut acc, g2[c / LANES][c % LANES], w2t);
-                }
-                for ((g, a), &z) in g1.iter_mut().zip(acc).zip(z) {
-                    // Not `z <= 0.0` alone: numpy's `Z1 > 0` is false for NaN.
-                    *g = if z <= 0.0 || z.is_nan() { 0.0 } else { a };
-                }
+            let mut b0 = 0;
+            while b0 < blocks {
+                let row = (&mut *g1, z, g2, k);
+                b0 += with_const!(blocks - b0, NB in [1 2 3; 4] => {
+                    hidden_gradients::<I, NB>(row, (&self.w2t, w), b0);
+                    NB
+                });
             }
         }
         let step = -(sh.lr / b as f32);
