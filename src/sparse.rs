@@ -1,6 +1,7 @@
 //! Sparse views of a minibatch of X. MNIST pixels are ~81% zeros, so the
 //! products with X skip them: a minibatch is scanned once into compressed
-//! columns (CSC), which the kernels walk column by column. A zero
+//! columns (CSC), which the kernels walk column by column, or into the same
+//! non-zeros by rows within each chunk of 16 columns, or both. A zero
 //! contributes nothing to a sum, so skipping it changes no result — except
 //! that `0 · inf` and `0 · NaN` in the weights are not turned into NaN.
 
@@ -8,65 +9,158 @@ use std::ops::Range;
 
 use crate::simd::{Isa, LANES};
 
+/// Which views of the non-zeros [`Csc::fill`] builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Views {
+    /// Column by column, each column's rows in ascending order.
+    pub columns: bool,
+    /// By rows within each chunk of 16 columns (from the range's start):
+    /// for each chunk, the rows with a non-zero in it, ascending, each with
+    /// its entries' columns (counted from the range's start), ascending.
+    pub rows: bool,
+}
+
 /// The non-zero entries of some rows of X within a range of its columns,
-/// column by column, each column's rows in ascending order.
+/// in the [`Views`] asked for.
 pub(crate) struct Csc {
-    /// Entry index where each column starts; one extra at the end.
+    /// Columns in the range, and the views built of them.
+    width: usize,
+    views: Views,
+    /// Column view: the entry index where each column starts, one extra at
+    /// the end (empty without the view); room for every entry plus one
+    /// vector of slack, of which only the first `start[cols]` are entries.
     start: Vec<usize>,
-    /// Room for every entry plus one vector of slack; only the first
-    /// `start[cols]` are entries.
     row: Vec<u32>,
     val: Vec<f32>,
     /// 16 columns of the rows being scanned, column-major (see [`scan_chunk`]).
     columns: Vec<f32>,
+    /// Row view: the first group of each chunk, one extra at the end (empty
+    /// without the view); each group's row and first entry (room for one
+    /// group per row and chunk plus one, whose first entry ends the last
+    /// group); the entries' columns and values (room as in `row` and `val`).
+    chunk_groups: Vec<usize>,
+    group_row: Vec<u32>,
+    group_first: Vec<usize>,
+    by_row_col: Vec<u32>,
+    by_row_val: Vec<f32>,
 }
 
 impl Csc {
     pub fn new() -> Self {
         Csc {
+            width: 0,
+            views: Views {
+                columns: false,
+                rows: false,
+            },
             start: Vec::new(),
             row: Vec::new(),
             val: Vec::new(),
             columns: Vec::new(),
+            chunk_groups: Vec::new(),
+            group_row: Vec::new(),
+            group_first: Vec::new(),
+            by_row_col: Vec::new(),
+            by_row_val: Vec::new(),
         }
     }
 
     /// Scans columns `cols` of the rows `x` (row-major, `n` columns each)
-    /// into compressed columns, 16 columns at a time, so that each line of X
-    /// is read once (see [`Prefetcher`] for bringing it into cache first).
+    /// into `views`, 16 columns at a time, so that each line of X is read
+    /// from memory once (see [`Prefetcher`] for bringing it into cache
+    /// first). A view not asked for is left empty.
     #[inline(always)]
-    pub fn fill<I: Isa>(&mut self, x: &[f32], n: usize, cols: Range<usize>) {
+    pub fn fill<I: Isa>(&mut self, x: &[f32], n: usize, cols: Range<usize>, views: Views) {
         let rows = x.len() / n;
         let need = rows * cols.len() + LANES;
-        if self.row.len() < need {
-            self.row.resize(need, 0);
-            self.val.resize(need, 0.0);
-        }
-        self.columns
-            .resize(LANES * rows.next_multiple_of(LANES), 0.0);
+        (self.width, self.views) = (cols.len(), views);
         self.start.clear();
-        self.start.push(0);
-        let mut pos = 0;
+        self.chunk_groups.clear();
+        if views.columns {
+            if self.row.len() < need {
+                self.row.resize(need, 0);
+                self.val.resize(need, 0.0);
+            }
+            self.columns
+                .resize(LANES * rows.next_multiple_of(LANES), 0.0);
+            self.start.push(0);
+        }
+        let groups = rows * cols.len().div_ceil(LANES) + 1;
+        if views.rows {
+            if self.by_row_col.len() < need {
+                self.by_row_col.resize(need, 0);
+                self.by_row_val.resize(need, 0.0);
+            }
+            if self.group_row.len() < groups {
+                self.group_row.resize(groups, 0);
+                self.group_first.resize(groups, 0);
+            }
+            self.chunk_groups.push(0);
+        }
+        let (mut pos, mut group, mut entry) = (0, 0, 0);
         for c0 in cols.clone().step_by(LANES) {
             let width = LANES.min(cols.end - c0);
-            let mut counts = [0; LANES];
-            scan_chunk::<I>(
-                (x, n, c0..c0 + width),
-                &mut self.columns,
-                &mut self.row[pos..],
-                &mut self.val[pos..],
-                &mut counts,
-            );
-            for &count in &counts[..width] {
-                pos += count;
-                self.start.push(pos);
+            if views.columns {
+                let mut counts = [0; LANES];
+                scan_chunk::<I>(
+                    (x, n, c0..c0 + width),
+                    &mut self.columns,
+                    &mut self.row[pos..],
+                    &mut self.val[pos..],
+                    &mut counts,
+                );
+                for &count in &counts[..width] {
+                    pos += count;
+                    self.start.push(pos);
+                }
             }
+            if views.rows {
+                let out = RowGroupsOut {
+                    row: &mut self.group_row[group..],
+                    first: &mut self.group_first[group..],
+                    col: &mut self.by_row_col[entry..],
+                    val: &mut self.by_row_val[entry..],
+                    entry0: entry,
+                };
+                let (g, e) = scan_rows::<I>((x, n, c0..c0 + width), (c0 - cols.start) as u32, out);
+                (group, entry) = (group + g, entry + e);
+                self.chunk_groups.push(group);
+            }
+        }
+        if views.rows {
+            self.group_first[group] = entry;
         }
     }
 
     /// Number of columns.
     pub fn cols(&self) -> usize {
-        self.start.len().saturating_sub(1)
+        self.width
+    }
+
+    /// The views the last [`Csc::fill`] built.
+    pub fn views(&self) -> Views {
+        self.views
+    }
+
+    /// Number of chunks of 16 columns in the row view (the last may be
+    /// narrower); 0 without it.
+    pub fn chunks(&self) -> usize {
+        self.chunk_groups.len().saturating_sub(1)
+    }
+
+    /// The rows with a non-zero in chunk `c`, ascending, each with the
+    /// columns (counted from the range's start) and values of its non-zeros
+    /// there, ascending.
+    #[inline(always)]
+    pub fn row_groups(&self, c: usize) -> impl Iterator<Item = (usize, &[u32], &[f32])> {
+        (self.chunk_groups[c]..self.chunk_groups[c + 1]).map(|g| {
+            let (a, b) = (self.group_first[g], self.group_first[g + 1]);
+            (
+                self.group_row[g] as usize,
+                &self.by_row_col[a..b],
+                &self.by_row_val[a..b],
+            )
+        })
     }
 
     /// Rows and values of column `j`.
@@ -227,6 +321,102 @@ fn scan_chunk<I: Isa>(
     }
 }
 
+/// Where the row view of one chunk goes: the group and entry slices from
+/// the next free ones on, and the index of that first free entry.
+struct RowGroupsOut<'a> {
+    row: &'a mut [u32],
+    first: &'a mut [usize],
+    col: &'a mut [u32],
+    val: &'a mut [f32],
+    entry0: usize,
+}
+
+/// Writes the non-zeros of columns `cols` (at most 16) of `x` (row-major,
+/// `n` columns) by rows to `out`: a group (row, first entry) for each row
+/// with a non-zero, ascending, and the row's entries, each its column
+/// (`base` plus its place in `cols`) and value, ascending. Returns the
+/// groups and entries written. `out`'s entries must hold the rows times the
+/// columns plus 16, its groups the rows plus 1. NaN counts as non-zero.
+#[inline(always)]
+#[allow(unsafe_code)] // the AVX-512 scan, after detection
+fn scan_rows<I: Isa>(
+    (x, n, cols): (&[f32], usize, Range<usize>),
+    base: u32,
+    out: RowGroupsOut<'_>,
+) -> (usize, usize) {
+    let rows = x.len() / n;
+    let width = cols.len();
+    assert!(width <= LANES && cols.end <= n);
+    assert!(out.col.len() >= rows * width + LANES && out.val.len() >= rows * width + LANES);
+    assert!(out.row.len() > rows && out.first.len() > rows);
+    #[cfg(target_arch = "x86_64")]
+    if I::AVX512 {
+        // SAFETY: as in `scan_chunk`; the lengths were checked above.
+        return unsafe { scan_rows_avx512((x, n, cols), base, out) };
+    }
+    // Branch-free: every row's group and every value are written; the
+    // positions move past them only if they hold a non-zero.
+    let (mut group, mut entry) = (0, 0);
+    for (i, r) in x.chunks_exact(n).enumerate() {
+        out.row[group] = i as u32;
+        out.first[group] = out.entry0 + entry;
+        let first = entry;
+        for (col, &v) in (base..).zip(&r[cols.clone()]) {
+            out.col[entry] = col;
+            out.val[entry] = v;
+            entry += usize::from(v != 0.0);
+        }
+        group += usize::from(entry > first);
+    }
+    (group, entry)
+}
+
+/// `scan_rows` with AVX-512: each row's 16 columns are compared with zero
+/// and its non-zeros and their columns compressed out; no branches on the
+/// data.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,popcnt")]
+#[allow(unsafe_code)] // raw loads and stores of 16 lanes, bounds checked by the caller
+unsafe fn scan_rows_avx512(
+    (x, n, cols): (&[f32], usize, Range<usize>),
+    base: u32,
+    out: RowGroupsOut<'_>,
+) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    let rows = x.len() / n;
+    let in_row: __mmask16 = ((1u32 << cols.len()) - 1) as u16;
+    let zero = _mm512_setzero_ps();
+    let columns = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(base as i32),
+    );
+    let (mut group, mut entry) = (0, 0);
+    for i in 0..rows {
+        // SAFETY: the masked load reads only the `width` floats of row i <
+        // rows from column cols.start, inside the row; at most `width`
+        // entries a row came before, so entry + 16 <= rows * width + 16,
+        // which the entry slices hold; group <= i < rows, and the group
+        // slices hold rows + 1.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(in_row, x.as_ptr().add(i * n + cols.start));
+            let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
+            _mm512_storeu_ps(
+                out.val.as_mut_ptr().add(entry),
+                _mm512_maskz_compress_ps(mask, v),
+            );
+            _mm512_storeu_si512(
+                out.col.as_mut_ptr().add(entry).cast(),
+                _mm512_maskz_compress_epi32(mask, columns),
+            );
+            *out.row.as_mut_ptr().add(group) = i as u32;
+            *out.first.as_mut_ptr().add(group) = out.entry0 + entry;
+            group += usize::from(mask != 0);
+            entry += mask.count_ones() as usize;
+        }
+    }
+    (group, entry)
+}
+
 /// `scan_chunk` with AVX-512: blocks of 16 rows are loaded and transposed
 /// in registers into `columns` (column-major, rows padded with zeros to a
 /// multiple of 16), then each column is compared with zero 16 rows a step
@@ -343,13 +533,21 @@ mod tests {
     use crate::numpy_rng::NumpyRandomState;
     use crate::simd::Portable;
 
-    /// Each column's (row, value bits), from a scan on code path `I`.
-    fn columns<I: Isa>(x: &[f32], n: usize, cols: Range<usize>) -> Vec<Vec<(u32, u32)>> {
+    /// Each column's (row, value bits) and each chunk's rows with their
+    /// (column, value bits), from scans on code path `I` into both views
+    /// and into each alone.
+    type ByRows = Vec<Vec<(usize, Vec<(u32, u32)>)>>;
+    type Scanned = (Vec<Vec<(u32, u32)>>, ByRows);
+    fn scan<I: Isa>(x: &[f32], n: usize, cols: Range<usize>) -> Scanned {
+        let both = Views {
+            columns: true,
+            rows: true,
+        };
         let mut csc = Csc::new();
         // Twice, so that a second scan into used buffers is checked too.
-        csc.fill::<I>(&x[..x.len() / 2 / n * n], n, cols.clone());
-        csc.fill::<I>(x, n, cols);
-        (0..csc.cols())
+        csc.fill::<I>(&x[..x.len() / 2 / n * n], n, cols.clone(), both);
+        csc.fill::<I>(x, n, cols.clone(), both);
+        let columns: Vec<Vec<(u32, u32)>> = (0..csc.cols())
             .map(|j| {
                 let (rows, vals) = csc.col(j);
                 rows.iter()
@@ -357,11 +555,58 @@ mod tests {
                     .map(|(&r, v)| (r, v.to_bits()))
                     .collect()
             })
-            .collect()
+            .collect();
+        let by_rows = |csc: &Csc| -> ByRows {
+            (0..csc.chunks())
+                .map(|c| {
+                    csc.row_groups(c)
+                        .map(|(i, js, vals)| {
+                            (
+                                i,
+                                js.iter()
+                                    .zip(vals)
+                                    .map(|(&j, v)| (j, v.to_bits()))
+                                    .collect(),
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let rows = by_rows(&csc);
+        let mut alone = Csc::new();
+        alone.fill::<I>(
+            x,
+            n,
+            cols.clone(),
+            Views {
+                columns: false,
+                rows: true,
+            },
+        );
+        assert_eq!(by_rows(&alone), rows);
+        assert_eq!(alone.chunks(), cols.len().div_ceil(LANES));
+        alone.fill::<I>(
+            x,
+            n,
+            cols.clone(),
+            Views {
+                columns: true,
+                rows: false,
+            },
+        );
+        assert_eq!(alone.chunks(), 0);
+        assert_eq!(
+            (0..alone.cols())
+                .map(|j| alone.col(j).0.len())
+                .sum::<usize>(),
+            columns.iter().map(Vec::len).sum()
+        );
+        (columns, rows)
     }
 
     #[test]
-    fn csc_holds_every_non_zero_of_each_column_on_every_path() {
+    fn csc_holds_every_non_zero_of_each_column_and_row_on_every_path() {
         let mut rng = NumpyRandomState::new(3);
         // Rows and columns that are and are not multiples of 16.
         for (rows, n, cols) in [
@@ -380,21 +625,38 @@ mod tests {
                     u => u as f32 - 0.9,
                 })
                 .collect();
-            let expected: Vec<Vec<(u32, u32)>> = cols
+            let non_zero = |v: f32| v != 0.0 || v.is_nan();
+            let columns: Vec<Vec<(u32, u32)>> = cols
                 .clone()
                 .map(|c| {
                     (0..rows)
                         .map(|r| (r as u32, x[r * n + c]))
-                        .filter(|&(_, v)| v != 0.0 || v.is_nan())
+                        .filter(|&(_, v)| non_zero(v))
                         .map(|(r, v)| (r, v.to_bits()))
                         .collect()
                 })
                 .collect();
-            assert_eq!(columns::<Portable>(&x, n, cols.clone()), expected);
+            let by_rows: ByRows = (cols.start..cols.end)
+                .step_by(LANES)
+                .map(|c0| {
+                    (0..rows)
+                        .map(|r| {
+                            let entries: Vec<(u32, u32)> = (c0..cols.end.min(c0 + LANES))
+                                .filter(|&c| non_zero(x[r * n + c]))
+                                .map(|c| ((c - cols.start) as u32, x[r * n + c].to_bits()))
+                                .collect();
+                            (r, entries)
+                        })
+                        .filter(|(_, entries)| !entries.is_empty())
+                        .collect()
+                })
+                .collect();
+            let expected = (columns, by_rows);
+            assert_eq!(scan::<Portable>(&x, n, cols.clone()), expected);
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx512f") {
-                // The AVX-512 scan checks I::AVX512 only; the CPU has it.
-                let avx512 = columns::<crate::simd::Avx512>(&x, n, cols.clone());
+                // The AVX-512 scans check I::AVX512 only; the CPU has it.
+                let avx512 = scan::<crate::simd::Avx512>(&x, n, cols.clone());
                 assert_eq!(avx512, expected, "{rows} x {n}, columns {cols:?}");
             }
         }
