@@ -20,6 +20,23 @@ pub(crate) struct Views {
     pub rows: bool,
 }
 
+impl Views {
+    /// The column view alone (the epochs' default), the row view alone
+    /// (the evaluation's), or both.
+    pub const COLUMNS: Views = Views {
+        columns: true,
+        rows: false,
+    };
+    pub const ROWS: Views = Views {
+        columns: false,
+        rows: true,
+    };
+    pub const BOTH: Views = Views {
+        columns: true,
+        rows: true,
+    };
+}
+
 /// The non-zero entries of some rows of X within a range of its columns,
 /// in the [`Views`] asked for.
 pub(crate) struct Csc {
@@ -85,8 +102,8 @@ impl Csc {
                 .resize(LANES * rows.next_multiple_of(LANES), 0.0);
             self.start.push(0);
         }
-        let groups = rows * cols.len().div_ceil(LANES) + 1;
         if views.rows {
+            let groups = rows * cols.len().div_ceil(LANES) + 1;
             if self.by_row_col.len() < need {
                 self.by_row_col.resize(need, 0);
                 self.by_row_val.resize(need, 0.0);
@@ -385,7 +402,6 @@ unsafe fn scan_rows_avx512(
     use std::arch::x86_64::*;
     let rows = x.len() / n;
     let in_row: __mmask16 = ((1u32 << cols.len()) - 1) as u16;
-    let zero = _mm512_setzero_ps();
     let columns = _mm512_add_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(base as i32),
@@ -399,15 +415,11 @@ unsafe fn scan_rows_avx512(
         // slices hold rows + 1.
         unsafe {
             let v = _mm512_maskz_loadu_ps(in_row, x.as_ptr().add(i * n + cols.start));
-            let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
-            _mm512_storeu_ps(
+            let at = (
                 out.val.as_mut_ptr().add(entry),
-                _mm512_maskz_compress_ps(mask, v),
+                out.col.as_mut_ptr().add(entry),
             );
-            _mm512_storeu_si512(
-                out.col.as_mut_ptr().add(entry).cast(),
-                _mm512_maskz_compress_epi32(mask, columns),
-            );
+            let mask = compress_non_zeros(v, columns, at);
             *out.row.as_mut_ptr().add(group) = i as u32;
             *out.first.as_mut_ptr().add(group) = out.entry0 + entry;
             group += usize::from(mask != 0);
@@ -415,6 +427,33 @@ unsafe fn scan_rows_avx512(
         }
     }
     (group, entry)
+}
+
+/// Writes the lanes of `v` that are not ±0 (NaN counts as non-zero) to the
+/// front of the 16 floats at `at.0`, and the same lanes of `labels` (their
+/// rows or columns) to the front of the 16 labels at `at.1`; returns the
+/// mask of those lanes. The one step both AVX-512 scans take.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F, and both pointers are valid for 16 writes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(unsafe_code)] // stores of 16 lanes through raw pointers
+unsafe fn compress_non_zeros(
+    v: std::arch::x86_64::__m512,
+    labels: std::arch::x86_64::__m512i,
+    at: (*mut f32, *mut u32),
+) -> std::arch::x86_64::__mmask16 {
+    use std::arch::x86_64::*;
+    let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, _mm512_setzero_ps());
+    // SAFETY: the caller's pointers are valid for 16 writes each.
+    unsafe {
+        _mm512_storeu_ps(at.0, _mm512_maskz_compress_ps(mask, v));
+        _mm512_storeu_si512(at.1.cast(), _mm512_maskz_compress_epi32(mask, labels));
+    }
+    mask
 }
 
 /// `scan_chunk` with AVX-512: blocks of 16 rows are loaded and transposed
@@ -469,13 +508,8 @@ unsafe fn scan_chunk_avx512(
             // end were padded with zeros, so they are never selected.
             unsafe {
                 let v = _mm512_loadu_ps(columns.as_ptr().add(l * padded + g));
-                let mask = _mm512_cmp_ps_mask::<_CMP_NEQ_UQ>(v, zero);
-                _mm512_storeu_ps(val.as_mut_ptr().add(pos), _mm512_maskz_compress_ps(mask, v));
-                _mm512_storeu_si512(
-                    row.as_mut_ptr().add(pos).cast(),
-                    _mm512_maskz_compress_epi32(mask, index),
-                );
-                pos += mask.count_ones() as usize;
+                let at = (val.as_mut_ptr().add(pos), row.as_mut_ptr().add(pos));
+                pos += compress_non_zeros(v, index, at).count_ones() as usize;
             }
             index = _mm512_add_epi32(index, step);
         }
@@ -539,10 +573,7 @@ mod tests {
     type ByRows = Vec<Vec<(usize, Vec<(u32, u32)>)>>;
     type Scanned = (Vec<Vec<(u32, u32)>>, ByRows);
     fn scan<I: Isa>(x: &[f32], n: usize, cols: Range<usize>) -> Scanned {
-        let both = Views {
-            columns: true,
-            rows: true,
-        };
+        let both = Views::BOTH;
         let mut csc = Csc::new();
         // Twice, so that a second scan into used buffers is checked too.
         csc.fill::<I>(&x[..x.len() / 2 / n * n], n, cols.clone(), both);
@@ -575,26 +606,10 @@ mod tests {
         };
         let rows = by_rows(&csc);
         let mut alone = Csc::new();
-        alone.fill::<I>(
-            x,
-            n,
-            cols.clone(),
-            Views {
-                columns: false,
-                rows: true,
-            },
-        );
+        alone.fill::<I>(x, n, cols.clone(), Views::ROWS);
         assert_eq!(by_rows(&alone), rows);
         assert_eq!(alone.chunks(), cols.len().div_ceil(LANES));
-        alone.fill::<I>(
-            x,
-            n,
-            cols.clone(),
-            Views {
-                columns: true,
-                rows: false,
-            },
-        );
+        alone.fill::<I>(x, n, cols.clone(), Views::COLUMNS);
         assert_eq!(alone.chunks(), 0);
         assert_eq!(
             (0..alone.cols())

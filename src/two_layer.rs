@@ -125,9 +125,10 @@ fn checked_nn_epoch(
     let tile_bytes = sgd.batch.min(m) * widest.min(TILE) * std::mem::size_of::<f32>();
     let nn_shared = NnShared {
         csc: [0, 1].map(|_| (0..threads).map(|_| RwLock::new(Csc::new())).collect()),
-        views: Views {
-            columns: true,
-            rows: tile_bytes >= ROW_VIEW_FROM,
+        views: if tile_bytes >= ROW_VIEW_FROM {
+            Views::BOTH
+        } else {
+            Views::COLUMNS
         },
     };
     let shared = EpochShared::new(
@@ -365,17 +366,10 @@ fn hidden_layer<I: Isa, const MAX: usize>(
     let by_rows = csc.iter().all(|piece| piece.views().rows);
     for (t0, width) in tiles(w, MAX) {
         let tile = (csc, n, w1, w, t0);
-        match (MAX > TILE, by_rows) {
-            (true, true) => {
-                with_tile_width!(wide width, T => hidden_tile_by_rows::<I, T>(tile, z1, (x, pf)))
-            }
-            (true, false) => {
-                with_tile_width!(wide width, T => hidden_tile::<I, T>(tile, z1, (x, pf)))
-            }
-            (false, true) => {
-                with_tile_width!(width, T => hidden_tile_by_rows::<I, T>(tile, z1, (x, pf)))
-            }
-            (false, false) => with_tile_width!(width, T => hidden_tile::<I, T>(tile, z1, (x, pf))),
+        if MAX > TILE {
+            with_tile_width!(wide width, T => hidden_tile::<I, T>(tile, by_rows, z1, (x, pf)));
+        } else {
+            with_tile_width!(width, T => hidden_tile::<I, T>(tile, by_rows, z1, (x, pf)));
         }
     }
     for z in z1.iter_mut() {
@@ -391,9 +385,13 @@ fn hidden_layer<I: Isa, const MAX: usize>(
 #[inline(always)]
 fn hidden_tile<I: Isa, const T: usize>(
     (csc, n, w1, w, t0): (&[impl Deref<Target = Csc>], usize, &[f32], usize, usize),
+    by_rows: bool,
     z1: &mut [f32],
     (x, pf): (&[f32], &mut Prefetcher),
 ) {
+    if by_rows {
+        return hidden_tile_by_rows::<I, T>((csc, n, w1, w, t0), z1, (x, pf));
+    }
     let mut w1_rows = w1.chunks_exact(w).take(n);
     for piece in csc {
         for (j, w1j) in (0..piece.cols()).zip(&mut w1_rows) {
@@ -813,11 +811,7 @@ fn two_layer_logits_generic<I: Isa>(
 ) {
     let (n, w, kg) = (model.n, model.width, model.kg);
     let rows = x.len() / n;
-    let views = Views {
-        columns: false,
-        rows: true,
-    };
-    scratch.csc.fill::<I>(x, n, 0..n, views);
+    scratch.csc.fill::<I>(x, n, 0..n, Views::ROWS);
     scratch.z1.resize(rows * w);
     let (csc, w1, z1) = (&[&scratch.csc], (&model.w1[..], w), &mut scratch.z1[..]);
     let pf = (x, &mut Prefetcher::none());
@@ -950,14 +944,7 @@ mod tests {
 
     #[test]
     fn the_hidden_layer_by_rows_has_the_bits_of_the_walk_by_columns() {
-        let columns = Views {
-            columns: true,
-            rows: false,
-        };
-        let rows = Views {
-            columns: false,
-            rows: true,
-        };
+        let (columns, rows) = (Views::COLUMNS, Views::ROWS);
         // Tiles of 128 and 80 units over 100 rows; pieces of columns with
         // partial chunks (25 and 24 columns, 9 and 8); one row.
         for (m, n, w) in [(100, 784, 208), (37, 49, 48), (1, 17, 16)] {
@@ -972,11 +959,7 @@ mod tests {
                 // The AVX-512 paths check I::AVX512 only; the CPU has it.
                 // (Its multiply-adds are fused, so its bits are its own.)
                 let by_columns = hidden::<crate::simd::Avx512>(&x, &w1, columns);
-                let both = Views {
-                    columns: true,
-                    rows: true,
-                };
-                for views in [rows, both] {
+                for views in [rows, Views::BOTH] {
                     let bits = hidden::<crate::simd::Avx512>(&x, &w1, views);
                     assert_eq!(bits, by_columns, "{m} x {n}, {w} units, {views:?}");
                 }
