@@ -23,15 +23,15 @@ pub(crate) struct Views {
 impl Views {
     /// The column view alone (the epochs' default), the row view alone
     /// (the evaluation's), or both.
-    pub const COLUMNS: Views = Views {
+    pub(crate) const COLUMNS: Views = Views {
         columns: true,
         rows: false,
     };
-    pub const ROWS: Views = Views {
+    pub(crate) const ROWS: Views = Views {
         columns: false,
         rows: true,
     };
-    pub const BOTH: Views = Views {
+    pub(crate) const BOTH: Views = Views {
         columns: true,
         rows: true,
     };
