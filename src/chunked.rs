@@ -29,6 +29,7 @@
 
 use std::ops::Range;
 
+use crate::aligned::LineLanes;
 use crate::simd::{mul_add, Isa, Lanes, LANES};
 use crate::sparse::prefetch_line;
 
@@ -70,8 +71,8 @@ pub(crate) fn pack_transposed(
     theta: ndarray::ArrayView2<'_, f32>,
     pixels: Range<usize>,
     kpad: usize,
-) -> Vec<Lanes> {
-    let mut packed = vec![[0.0; LANES]; chunks(pixels.len()) * kpad];
+) -> LineLanes {
+    let mut packed = LineLanes::zeros(chunks(pixels.len()) * kpad);
     for (p, row) in theta
         .rows()
         .into_iter()
@@ -160,66 +161,69 @@ pub(crate) fn lane_sums<I: Isa, const CG: usize>(acc: &[Lanes; CG]) -> [f32; CG]
     out
 }
 
-/// Lane `l` of `fold::<half>(a, b)` adds lanes `lo[l]` and `lo[l] + half`
-/// of the pair `a ++ b` (32 lanes).
+/// The lane of [`lane_sums_avx512`]'s result that holds vector `c`'s sum:
+/// the first two steps keep each vector's partial sums in whole quarters
+/// (vector c in quarter c % 4 after the second), the last two fold within
+/// quarters, leaving vector c at position c / 4 of its quarter.
 #[cfg(target_arch = "x86_64")]
-const fn fold_index(half: usize) -> [i32; LANES] {
-    let mut lo = [0i32; LANES];
-    let mut l = 0;
-    while l < LANES {
-        let seg = l / (2 * half) * (2 * half);
-        let off = l % (2 * half);
-        lo[l] = if off < half {
-            seg + off
-        } else {
-            LANES + seg + off - half
-        } as i32;
-        l += 1;
-    }
-    lo
+const fn shuffled_lane(c: usize) -> usize {
+    4 * (c % 4) + c / 4
 }
 
-/// [`lane_sums`] with two-source permutes: the same additions of the same
-/// lanes, so the same bits.
+/// [`lane_sums`] with shuffles whose selectors are immediates: the same
+/// additions of the same lanes, so the same bits, with the partial sums in
+/// other lanes. Each step adds the pairs `(2p, 2p + 1)` of vectors:
+///
+/// 1. lanes `l` and `l + 8` (`vshuff32x4`): quarters 0, 1 of the result
+///    hold the sums of vector 2p, quarters 2, 3 those of vector 2p + 1;
+/// 2. lanes `l` and `l + 4` (`vshuff32x4`): quarter j holds vector j's;
+/// 3. lanes `l` and `l + 2` (`vshufps`, within each quarter);
+/// 4. lanes `l` and `l + 1` (`vshufps`): see [`shuffled_lane`].
+///
+/// On AMD Zen 4 a model of the 2-thread forward loop ran at 92% of the
+/// multiply-add peak with these, 89% with two-source permutes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-#[allow(unsafe_code)] // 512-bit loads of whole lane groups
+#[allow(unsafe_code)] // 512-bit loads and stores of whole lane groups
 unsafe fn lane_sums_avx512<const CG: usize>(acc: &[Lanes; CG]) -> [f32; CG] {
     use std::arch::x86_64::*;
-    const LO: [[i32; LANES]; 4] = [fold_index(8), fold_index(4), fold_index(2), fold_index(1)];
-    const HALVES: [i32; 4] = [8, 4, 2, 1];
     let mut v = [_mm512_setzero_ps(); LANES];
     for (v, a) in v.iter_mut().zip(acc) {
         // SAFETY: `a` holds 16 floats.
         *v = unsafe { _mm512_loadu_ps(a.as_ptr()) };
     }
-    let mut count = CG;
-    for (lo, half) in LO.iter().zip(HALVES) {
-        // SAFETY: `lo` holds 16 indices.
-        let lo = unsafe { _mm512_loadu_si512(lo.as_ptr().cast()) };
-        let hi = _mm512_add_epi32(lo, _mm512_set1_epi32(half));
-        if count % 2 == 1 {
-            v[count] = _mm512_setzero_ps();
-        }
-        let pairs = count.div_ceil(2);
-        for p in 0..pairs {
-            let (a, b) = (v[2 * p], v[2 * p + 1]);
-            v[p] = _mm512_add_ps(
-                _mm512_permutex2var_ps(a, lo, b),
-                _mm512_permutex2var_ps(a, hi, b),
-            );
-        }
-        count = pairs;
+    /// One step: `v[p] = lo(v[2p], v[2p + 1]) + hi(v[2p], v[2p + 1])`.
+    macro_rules! step {
+        ($count:ident, $lo:expr, $hi:expr) => {{
+            if $count % 2 == 1 {
+                v[$count] = _mm512_setzero_ps();
+            }
+            let pairs = $count.div_ceil(2);
+            for p in 0..pairs {
+                let (a, b) = (v[2 * p], v[2 * p + 1]);
+                v[p] = _mm512_add_ps($lo(a, b), $hi(a, b));
+            }
+            pairs
+        }};
     }
+    let count = CG;
+    let count = step!(
+        count,
+        _mm512_shuffle_f32x4::<0x44>,
+        _mm512_shuffle_f32x4::<0xEE>
+    );
+    let count = step!(
+        count,
+        _mm512_shuffle_f32x4::<0x88>,
+        _mm512_shuffle_f32x4::<0xDD>
+    );
+    let count = step!(count, _mm512_shuffle_ps::<0x44>, _mm512_shuffle_ps::<0xEE>);
+    step!(count, _mm512_shuffle_ps::<0x88>, _mm512_shuffle_ps::<0xDD>);
     let mut e = [0.0f32; LANES];
     // SAFETY: `e` holds 16 floats.
     unsafe { _mm512_storeu_ps(e.as_mut_ptr(), v[0]) };
-    let mut out = [0.0; CG];
-    for (c, o) in out.iter_mut().enumerate() {
-        *o = e[(c as u8).reverse_bits() as usize >> 4];
-    }
-    out
+    std::array::from_fn(|c| e[shuffled_lane(c)])
 }
 
 /// Lane-wise logits of class group `q` for `R` rows side by side (each
@@ -421,15 +425,18 @@ pub(crate) use with_class_group;
 mod tests {
     use super::*;
 
+    /// Values whose sums depend on the order of addition.
+    fn uneven<const CG: usize>() -> [Lanes; CG] {
+        std::array::from_fn(|c| {
+            std::array::from_fn(|l| {
+                ((c * 16 + l) as f32 * 0.37).sin() * 10f32.powi((l % 5) as i32 - 2)
+            })
+        })
+    }
+
     #[test]
     fn lane_sums_sum_each_vector_by_halving() {
-        let mut acc = [[0.0f32; LANES]; 10];
-        for (c, v) in acc.iter_mut().enumerate() {
-            for (l, x) in v.iter_mut().enumerate() {
-                // Values whose sums depend on the order of addition.
-                *x = ((c * 16 + l) as f32 * 0.37).sin() * 10f32.powi((l % 5) as i32 - 2);
-            }
-        }
+        let acc = uneven::<10>();
         let got = lane_sums::<crate::simd::Portable, 10>(&acc);
         for (c, v) in acc.iter().enumerate() {
             let mut w = *v;
@@ -442,6 +449,28 @@ mod tests {
             }
             assert_eq!(got[c].to_bits(), w[0].to_bits(), "vector {c}");
         }
+    }
+
+    /// The shuffles of the AVX-512 path add the lanes the portable folds do.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_lane_sums_have_the_bits_of_the_portable_ones() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 here: nothing to compare");
+            return;
+        }
+        fn check<const CG: usize>() {
+            let acc = uneven::<CG>();
+            let portable = lane_sums::<crate::simd::Portable, CG>(&acc).map(f32::to_bits);
+            let simd = lane_sums::<crate::simd::Avx512, CG>(&acc).map(f32::to_bits);
+            assert_eq!(simd, portable, "CG {CG}");
+        }
+        check::<2>();
+        check::<4>();
+        check::<6>();
+        check::<8>();
+        check::<10>();
+        check::<12>();
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::{s, ArrayView1, ArrayView2};
 
+use crate::aligned::LineLanes;
 use crate::error::Result;
 use crate::loss::{argmax, loss_err_sums, LossErr, LossErrSums};
 use crate::parallel::{run_parts, threads_for};
@@ -52,7 +53,7 @@ fn map_chunks<M: Logits, R: Send>(
     let mut parts: Vec<Vec<(usize, R)>> = (0..threads).map(|_| Vec::new()).collect();
     run_parts(&mut parts, |results| {
         let mut scratch = model.scratch(chunk_rows);
-        let mut out = vec![[0.0; LANES]; chunk_rows * kg];
+        let mut out = LineLanes::zeros(chunk_rows * kg);
         // Chunks are claimed as threads get to them, so a thread that the
         // OS does not run for a while delays nobody.
         loop {

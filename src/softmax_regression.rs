@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
+use crate::aligned::LineLanes;
 use crate::chunked::{
     chunk_gradient, chunks, class_groups, lane_sums, pack_transposed, rows_logits,
     unpack_transposed, with_class_group,
@@ -110,7 +111,7 @@ struct SoftmaxPart {
     first: usize,
     group: usize,
     kpad: usize,
-    theta_t: Vec<Lanes>,
+    theta_t: LineLanes,
 }
 
 impl SoftmaxPart {
@@ -303,7 +304,7 @@ pub(crate) struct LinearLogits {
     n: usize,
     group: usize,
     kpad: usize,
-    theta_t: Vec<Lanes>,
+    theta_t: LineLanes,
     /// Whether every weight is finite, so that zero chunks of X can be
     /// skipped (where θ is not, a zero pixel times it is NaN, as in numpy).
     finite: bool,

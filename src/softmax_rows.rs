@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use crate::aligned::LineLanes;
 use crate::parallel::Barrier;
 use crate::sgd::{minibatches, Sgd};
 use crate::simd::{mul_add_f64, Isa, Lanes, LANES};
@@ -30,11 +31,11 @@ pub(crate) struct EpochShared<'a> {
     /// [`EpochPart::TILED`]), double-buffered by minibatch parity so that
     /// the next minibatch can start while other threads still read this
     /// one.
-    pub partials: [Vec<RwLock<Vec<Lanes>>>; 2],
+    pub partials: [Vec<RwLock<LineLanes>>; 2],
     /// Each team thread's share of the minibatch's logit gradients (its
     /// rows, see [`team_rows`]), published for the others between the two
     /// barriers of a minibatch.
-    grads: Vec<RwLock<Vec<Lanes>>>,
+    grads: Vec<RwLock<LineLanes>>,
     pub barrier: Barrier,
     /// Minibatch from which thread 0 works alone (usize::MAX: never).
     solo_from: AtomicUsize,
@@ -77,11 +78,11 @@ impl<'a> EpochShared<'a> {
             lr: sgd.lr,
             partials: [0, 1].map(|_| {
                 (0..blocks)
-                    .map(|_| RwLock::new(vec![[0.0; LANES]; padded * kg]))
+                    .map(|_| RwLock::new(LineLanes::zeros(padded * kg)))
                     .collect()
             }),
             grads: (0..threads)
-                .map(|_| RwLock::new(vec![[0.0; LANES]; rows.div_ceil(threads) * kg]))
+                .map(|_| RwLock::new(LineLanes::zeros(rows.div_ceil(threads) * kg)))
                 .collect(),
             barrier: Barrier::new(threads),
             solo_from: AtomicUsize::new(usize::MAX),
@@ -262,7 +263,7 @@ pub(crate) fn drive_epoch<I: Isa, P: EpochPart>(
 ) {
     let _poison = sh.barrier.poison_on_panic();
     let _end = (me == 0).then_some(EndOnPanic(sh));
-    let mut g = vec![[0.0; LANES]; sh.batch.min(sh.m).next_multiple_of(LANES) * sh.kg];
+    let mut g = LineLanes::zeros(sh.batch.min(sh.m).next_multiple_of(LANES) * sh.kg);
     let mut mine = vec![parts[me].lock().expect("no thread panicked")];
     let mut team = parts.len() > 1;
     let mut pace = Pace::new();
@@ -470,8 +471,8 @@ fn team_rows(b: usize, threads: usize, me: usize) -> Range<usize> {
 
 /// Rows `rows` of `a` packed in lane groups: each row becomes `kg` groups of
 /// 16 lanes, zero beyond `a`'s columns; rows past `a`'s last are zero.
-pub(crate) fn pack_lane_rows(a: ArrayView2<'_, f32>, rows: Range<usize>, kg: usize) -> Vec<Lanes> {
-    let mut packed = vec![[0.0; LANES]; rows.len() * kg];
+pub(crate) fn pack_lane_rows(a: ArrayView2<'_, f32>, rows: Range<usize>, kg: usize) -> LineLanes {
+    let mut packed = LineLanes::zeros(rows.len() * kg);
     for (row, dst) in a
         .rows()
         .into_iter()
@@ -646,7 +647,7 @@ pub(crate) fn sum_partials<'a>(out: &mut [Lanes], partials: impl Iterator<Item =
 /// the threads published.
 #[inline(always)]
 pub(crate) fn minibatch_gradients<I: Isa>(
-    partials: &[std::sync::RwLock<Vec<Lanes>>],
+    partials: &[std::sync::RwLock<LineLanes>],
     g: &mut [Lanes],
     k: usize,
     labels: &[u8],
@@ -684,7 +685,7 @@ pub(crate) fn minibatch_gradients<I: Isa>(
 /// whatever the buffers hold, and never read.
 #[inline(always)]
 pub(crate) fn tiled_gradients<I: Isa>(
-    partials: &[RwLock<Vec<Lanes>>],
+    partials: &[RwLock<LineLanes>],
     g: &mut [Lanes],
     k: usize,
     labels: &[u8],
@@ -804,7 +805,7 @@ mod tests {
     /// Partial logits of `blocks` blocks for `rows` rows of `k` classes, by
     /// rows and in tiles: values whose sums and exponentials round, with
     /// zeros of both signs, huge values, infinities and NaN among them.
-    fn both_layouts(blocks: usize, rows: usize, k: usize) -> [Vec<RwLock<Vec<Lanes>>>; 2] {
+    fn both_layouts(blocks: usize, rows: usize, k: usize) -> [Vec<RwLock<LineLanes>>; 2] {
         let kg = lane_groups(k);
         let value = |b: usize, i: usize, c: usize| -> f32 {
             let h = (b * 7919 + i * 104_729 + c * 1_299_709) % 997;
@@ -821,7 +822,7 @@ mod tests {
         };
         let by_rows = (0..blocks)
             .map(|b| {
-                let mut v = vec![[0.0; LANES]; rows * kg];
+                let mut v = LineLanes::zeros(rows * kg);
                 for i in 0..rows {
                     for c in 0..k {
                         v[i * kg + c / LANES][c % LANES] = value(b, i, c);
@@ -832,7 +833,7 @@ mod tests {
             .collect();
         let tiled = (0..blocks)
             .map(|b| {
-                let mut v = vec![[0.0; LANES]; rows.next_multiple_of(LANES) * kg];
+                let mut v = LineLanes::zeros(rows.next_multiple_of(LANES) * kg);
                 for i in 0..rows {
                     for c in 0..k {
                         v[i / LANES * kg * LANES + c][i % LANES] = value(b, i, c);

@@ -19,7 +19,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
-use crate::aligned::LineAligned;
+use crate::aligned::{LineAligned, LineLanes};
 use crate::chunked::{chunk_gradient, class_groups, with_class_group};
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
@@ -225,8 +225,13 @@ struct NnPart {
     blocks: Range<usize>,
     width: usize,
     w1: LineAligned,
-    w2: Vec<Lanes>,
-    /// W2ᵀ for these units: k rows of `width`.
+    w2: LineLanes,
+    /// W2ᵀ for these units: k rows of `width`. Left where the allocator
+    /// puts it: on a line (a `LineAligned`) the epochs were 2–7% slower on
+    /// AMD Zen 4 (hidden 100 on 1 and 2 threads, hidden 400 on 1; paired
+    /// ratios over 5–7 interleaved rounds), though each 16-unit load then
+    /// lies in one line; not understood (4 KiB aliasing with G1's stores is
+    /// a guess).
     w2t: Vec<f32>,
     /// Classes per group in the W2 gradient (see [`class_groups`]).
     group: usize,
@@ -258,7 +263,7 @@ impl NnPart {
     fn assemble(
         (pieces, of): (Range<usize>, usize),
         blocks: Range<usize>,
-        (w1, w2): (LineAligned, Vec<Lanes>),
+        (w1, w2): (LineAligned, LineLanes),
         k: usize,
         batch: usize,
     ) -> Self {
@@ -293,7 +298,8 @@ impl NnPart {
         let width = blocks.len() * LANES;
         let n = first.w1.len() / first.width;
         let mut w1 = LineAligned::zeros(n * width);
-        let mut w2 = Vec::with_capacity(width * lane_groups(k));
+        let kg = lane_groups(k);
+        let mut w2 = LineLanes::zeros(width * kg);
         let mut h0 = 0;
         for part in parts {
             for (all, own) in w1
@@ -302,7 +308,7 @@ impl NnPart {
             {
                 all[h0..h0 + part.width].copy_from_slice(own);
             }
-            w2.extend_from_slice(&part.w2);
+            w2[h0 * kg..(h0 + part.width) * kg].copy_from_slice(&part.w2);
             h0 += part.width;
         }
         let pieces = (first.pieces.start..last.pieces.end, first.of);
@@ -775,7 +781,7 @@ pub(crate) struct TwoLayerLogits {
     kg: usize,
     width: usize,
     w1: LineAligned,
-    w2: Vec<Lanes>,
+    w2: LineLanes,
 }
 
 impl TwoLayerLogits {
@@ -798,7 +804,7 @@ impl TwoLayerLogits {
 pub(crate) struct TwoLayerScratch {
     csc: Csc,
     z1: LineAligned,
-    partials: Vec<Vec<Lanes>>,
+    partials: Vec<LineLanes>,
 }
 
 multiversion! {
@@ -820,9 +826,9 @@ fn two_layer_logits_generic<I: Isa>(
     } else {
         hidden_layer::<I, TILE>(csc, n, w1, z1, pf);
     }
-    scratch.partials.resize_with(w / LANES, Vec::new);
+    scratch.partials.resize_with(w / LANES, LineLanes::default);
     for (block, partial) in scratch.partials.iter_mut().enumerate() {
-        partial.resize(rows * kg, [0.0; LANES]);
+        partial.resize(rows * kg);
         block_logits::<I>(&scratch.z1, w, &model.w2, kg, block, partial);
     }
     for (i, o) in out.chunks_exact_mut(kg).take(rows).enumerate() {
@@ -1072,7 +1078,7 @@ mod tests {
         }
         let fresh = parts_of(8);
         for (part, fresh) in parts.iter().zip(&fresh) {
-            assert_eq!(part.w2, fresh.w2);
+            assert_eq!(part.w2[..], fresh.w2[..]);
             assert_eq!(part.w2t, fresh.w2t);
         }
         // A group may be exactly MERGED_BLOCKS wide: 32 blocks of 4 a part.
