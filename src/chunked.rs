@@ -176,7 +176,8 @@ const fn shuffled_lane(c: usize) -> usize {
 ///
 /// 1. lanes `l` and `l + 8` (`vshuff32x4`): quarters 0, 1 of the result
 ///    hold the sums of vector 2p, quarters 2, 3 those of vector 2p + 1;
-/// 2. lanes `l` and `l + 4` (`vshuff32x4`): quarter j holds vector j's;
+/// 2. lanes `l` and `l + 4` (`vshuff32x4`): quarter j of result p holds
+///    vector 4p + j's;
 /// 3. lanes `l` and `l + 2` (`vshufps`, within each quarter);
 /// 4. lanes `l` and `l + 1` (`vshufps`): see [`shuffled_lane`].
 ///

@@ -227,7 +227,7 @@ struct NnPart {
     w1: LineAligned,
     w2: LineLanes,
     /// W2ᵀ for these units: k rows of `width`. Left where the allocator
-    /// puts it: on a line (a `LineAligned`) the epochs were 2–7% slower on
+    /// puts it: on a line (a `LineAligned`) the epochs were 2–10% slower on
     /// AMD Zen 4 (hidden 100 on 1 and 2 threads, hidden 400 on 1; paired
     /// ratios over 5–7 interleaved rounds), though each 16-unit load then
     /// lies in one line; not understood (4 KiB aliasing with G1's stores is
