@@ -446,7 +446,10 @@ float *sml_dataset_images_mut(struct sml_dataset *ds);
 unsigned char *sml_dataset_labels_mut(struct sml_dataset *ds);
 
 // Copies the calling thread's last error message, NUL-terminated, into
-// `buf` (`len` bytes). The message is empty after a successful call.
+// `buf` (`len` bytes). The message is empty after a successful call. In a
+// thread whose storage is being torn down (a C `atexit` handler, a
+// thread-exit destructor), where no message can be kept, every call still
+// returns its status and this gives a fixed note saying so.
 // `*out_len` (if not NULL) receives the bytes needed including the NUL.
 // Returns `SML_BUFFER_TOO_SMALL` when `len` is smaller than that (the
 // buffer then holds as much as fits, NUL-terminated, if `len > 0`), or

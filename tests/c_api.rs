@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The C test programs, `c_tests/<name>.c`.
-const PROGRAMS: [&str; 4] = ["api", "bad_input", "published", "threads"];
+const PROGRAMS: [&str; 5] = ["api", "bad_input", "published", "teardown", "threads"];
 
 const C_FLAGS: [&str; 4] = ["-std=c11", "-Wall", "-Wextra", "-Werror"];
 /// What a static link of the library needs besides libc (see the README).

@@ -1025,7 +1025,10 @@ pub unsafe extern "C" fn sml_dataset_labels_mut(ds: *mut sml_dataset) -> *mut c_
 // ---------------------------------------------------------------------------
 
 /// Copies the calling thread's last error message, NUL-terminated, into
-/// `buf` (`len` bytes). The message is empty after a successful call.
+/// `buf` (`len` bytes). The message is empty after a successful call. In a
+/// thread whose storage is being torn down (a C `atexit` handler, a
+/// thread-exit destructor), where no message can be kept, every call still
+/// returns its status and this gives a fixed note saying so.
 /// `*out_len` (if not NULL) receives the bytes needed including the NUL.
 /// Returns `SML_BUFFER_TOO_SMALL` when `len` is smaller than that (the
 /// buffer then holds as much as fits, NUL-terminated, if `len > 0`), or

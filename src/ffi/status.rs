@@ -67,17 +67,32 @@ thread_local! {
     static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
-/// Records `message` as this thread's last error.
+/// What [`with_last_error`] gives in a thread whose thread-local storage
+/// is being torn down (a C `atexit` handler, a thread-exit destructor),
+/// where no message can be kept.
+pub(crate) const NO_LAST_ERROR: &str =
+    "no message: this thread's storage is being torn down (called from an exit handler)";
+
+/// Records `message` as this thread's last error, unless the thread's
+/// storage is being torn down: a call from a C `atexit` handler or a
+/// thread-exit destructor still returns its status (`LocalKey::with` would
+/// panic there, outside any `catch_unwind`, and abort the host).
 pub(crate) fn set_last_error(message: &str) {
-    LAST_ERROR.with(|m| {
+    let _ = LAST_ERROR.try_with(|m| {
         let mut m = m.borrow_mut();
         m.clear();
         m.push_str(message);
     });
 }
 
+/// Runs `f` on this thread's last error message ([`NO_LAST_ERROR`] where
+/// the thread's storage is being torn down).
 pub(crate) fn with_last_error<R>(f: impl FnOnce(&str) -> R) -> R {
-    LAST_ERROR.with(|m| f(&m.borrow()))
+    let mut f = Some(f);
+    match LAST_ERROR.try_with(|m| (f.take().expect("called once"))(&m.borrow())) {
+        Ok(r) => r,
+        Err(_) => (f.take().expect("not called"))(NO_LAST_ERROR),
+    }
 }
 
 /// A static, NUL-terminated name for a status.
