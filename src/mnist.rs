@@ -182,7 +182,36 @@ fn inflate_images(
         let room = (expected as usize).saturating_sub(pixels.len() - pad);
         pixels.extend(chunk[..chunk.len().min(room)].iter().map(|&b| pixel(b)));
     };
-    let inflated = if crate::parallel::num_threads() < 2 {
+    // Two threads unless the library is set to one, or the second cannot
+    // be started (then nothing has been read yet, and one thread does all).
+    let mut inflated = None;
+    if crate::parallel::num_threads() >= 2 {
+        let (full_tx, full_rx) = sync_channel::<Vec<u8>>(2);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
+        for _ in 0..3 {
+            empty_tx.send(Vec::new()).expect("the receiver is here");
+        }
+        let (pixels, body) = (&mut pixels, &mut body);
+        inflated = std::thread::scope(|s| {
+            let converter = crate::parallel::spawn_scoped(s, move || {
+                for chunk in full_rx {
+                    convert(pixels, &chunk);
+                    // The inflater may have finished and gone: nothing to return.
+                    let _ = empty_tx.send(chunk);
+                }
+            });
+            converter.ok()?;
+            let result = read_chunks(
+                body,
+                || empty_rx.recv().ok(),
+                |chunk| full_tx.send(chunk).is_ok(),
+            );
+            // The converter ends with the channel; the scope waits for it.
+            drop(full_tx);
+            Some(result)
+        });
+    }
+    let inflated = inflated.unwrap_or_else(|| {
         let spare = std::cell::Cell::new(Some(Vec::new()));
         read_chunks(
             &mut body,
@@ -193,30 +222,7 @@ fn inflate_images(
                 true
             },
         )
-    } else {
-        let (full_tx, full_rx) = sync_channel::<Vec<u8>>(2);
-        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(3);
-        for _ in 0..3 {
-            empty_tx.send(Vec::new()).expect("the receiver is here");
-        }
-        std::thread::scope(|s| {
-            let converter = s.spawn(|| {
-                for chunk in full_rx {
-                    convert(&mut pixels, &chunk);
-                    // The inflater may have finished and gone: nothing to return.
-                    let _ = empty_tx.send(chunk);
-                }
-            });
-            let result = read_chunks(
-                &mut body,
-                || empty_rx.recv().ok(),
-                |chunk| full_tx.send(chunk).is_ok(),
-            );
-            drop(full_tx);
-            converter.join().expect("the conversion does not panic");
-            result
-        })
-    };
+    });
     let total = inflated.map_err(IdxErrorKind::Gzip)?;
     check_body_len(expected, total)?;
     let (count, rows, cols) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
@@ -452,5 +458,38 @@ impl MnistPaths {
             test_images: dir.join("t10k-images-idx3-ubyte.gz"),
             test_labels: dir.join("t10k-labels-idx1-ubyte.gz"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A gzip-compressed IDX image file of `count` images of 28×28 bytes.
+    fn gzip_images(count: u32) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for v in [IMAGE_MAGIC, count, 28, 28] {
+            raw.extend_from_slice(&v.to_be_bytes());
+        }
+        raw.extend((0..count as usize * 784).map(|i| (i * 31 % 256) as u8));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).expect("in memory");
+        gz.finish().expect("in memory")
+    }
+
+    #[test]
+    fn images_are_read_on_one_thread_when_a_second_cannot_start() {
+        let gz = gzip_images(3000);
+        let both = inflate_images(&gz[..], gz.len() as u64).expect("valid");
+        let (alone, refused) = crate::parallel::with_spawn_limit(0, || {
+            inflate_images(&gz[..], gz.len() as u64).expect("valid")
+        });
+        if crate::parallel::num_threads() >= 2 {
+            assert_eq!(refused, 1, "the converter thread was asked for");
+        }
+        assert_eq!(alone.pixels.dim(), (3000, 784));
+        assert_eq!(alone.pixels, both.pixels);
+        assert_eq!(alone.pixels[[1, 5]], pixel((789 * 31 % 256) as u8));
     }
 }

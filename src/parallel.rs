@@ -139,28 +139,144 @@ pub(crate) fn split_blocks(parts: usize, threads: usize) -> Vec<std::ops::Range<
 
 /// Runs `work(0)` on the calling thread and `work(1)` … `work(threads - 1)`
 /// on scoped threads; returns when all are done (re-raising any panic).
-pub(crate) fn run_team(threads: usize, work: impl Fn(usize) + Sync) {
+///
+/// A team's threads wait for each other, so none starts working until every
+/// thread is running: if one cannot be started (a limit on threads or
+/// processes, memory), those already started return without working and
+/// the error comes back, the work untouched, for the caller to do with one
+/// thread instead of waiting forever for a partner that never came.
+pub(crate) fn run_team(threads: usize, work: impl Fn(usize) + Sync) -> std::io::Result<()> {
+    const WAIT: u8 = 0;
+    const GO: u8 = 1;
+    const STOP: u8 = 2;
+    let gate = std::sync::atomic::AtomicU8::new(WAIT);
     std::thread::scope(|s| {
-        let work = &work;
+        let (work, gate) = (&work, &gate);
         for me in 1..threads {
-            s.spawn(move || work(me));
+            let started = spawn_scoped(s, move || {
+                let mut spins = 0u32;
+                loop {
+                    match gate.load(Ordering::Acquire) {
+                        GO => break,
+                        STOP => return,
+                        _ if spins < 1000 => {
+                            spins += 1;
+                            std::hint::spin_loop();
+                        }
+                        _ => std::thread::yield_now(),
+                    }
+                }
+                work(me);
+            });
+            if let Err(e) = started {
+                gate.store(STOP, Ordering::Release);
+                return Err(e);
+            }
         }
+        gate.store(GO, Ordering::Release);
         work(0);
-    });
+        Ok(())
+    })
+}
+
+/// Starts a scoped thread, or says why it could not.
+pub(crate) fn spawn_scoped<'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() + Send + 'scope,
+) -> std::io::Result<()> {
+    #[cfg(test)]
+    if FAIL_SPAWNS.with(|fail| fail.get().is_some_and(|left| left == 0)) {
+        SPAWNS_REFUSED.with(|refused| refused.set(refused.get() + 1));
+        return Err(std::io::Error::other("thread start refused by the test"));
+    }
+    #[cfg(test)]
+    FAIL_SPAWNS.with(|fail| fail.set(fail.get().map(|left| left - 1)));
+    std::thread::Builder::new().spawn_scoped(s, f).map(|_| ())
 }
 
 /// Runs `work` on every part, part 0 on the calling thread and the others on
-/// scoped threads; returns when all are done (re-raising any panic).
+/// scoped threads; returns when all are done (re-raising any panic). A part
+/// whose thread cannot be started is worked on by the calling thread.
 pub(crate) fn run_parts<P: Send>(parts: &mut [P], work: impl Fn(&mut P) + Sync) {
     match parts {
         [] => {}
         [only] => work(only),
-        [first, rest @ ..] => std::thread::scope(|s| {
-            for part in rest.iter_mut() {
-                let work = &work;
-                s.spawn(move || work(part));
-            }
-            work(first);
-        }),
+        [first, rest @ ..] => {
+            // Each part behind a lock, so that one whose thread was not
+            // started is still at hand.
+            let rest: Vec<std::sync::Mutex<&mut P>> =
+                rest.iter_mut().map(std::sync::Mutex::new).collect();
+            std::thread::scope(|s| {
+                let mut unstarted = Vec::new();
+                for (i, part) in rest.iter().enumerate() {
+                    let work = &work;
+                    let started = spawn_scoped(s, move || {
+                        work(&mut part.lock().expect("locked by this thread only"))
+                    });
+                    if started.is_err() {
+                        unstarted.push(i);
+                    }
+                }
+                work(first);
+                for i in unstarted {
+                    work(&mut rest[i].lock().expect("its thread never started"));
+                }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// For tests: how many more threads the calling thread may start before
+    /// a start fails (None: no limit).
+    static FAIL_SPAWNS: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+    /// For tests: how many thread starts were refused on the calling thread.
+    static SPAWNS_REFUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// For tests: runs `f` with the calling thread allowed `starts` thread
+/// starts; returns its result and how many starts were refused.
+#[cfg(test)]
+pub(crate) fn with_spawn_limit<R>(starts: usize, f: impl FnOnce() -> R) -> (R, usize) {
+    FAIL_SPAWNS.with(|fail| fail.set(Some(starts)));
+    SPAWNS_REFUSED.with(|refused| refused.set(0));
+    let r = f();
+    FAIL_SPAWNS.with(|fail| fail.set(None));
+    (r, SPAWNS_REFUSED.with(|refused| refused.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_team_whose_thread_cannot_start_does_no_work_and_says_so() {
+        let worked = AtomicUsize::new(0);
+        // Threads 1 and 2 of 4 start, thread 3 does not: nobody works (the
+        // started ones would wait for thread 3 at their first meeting).
+        let (result, refused) = with_spawn_limit(2, || {
+            run_team(4, |_| {
+                worked.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert!(result.is_err());
+        assert_eq!(refused, 1);
+        assert_eq!(worked.load(Ordering::Relaxed), 0);
+        // Without the limit every thread works once.
+        run_team(4, |_| {
+            worked.fetch_add(1, Ordering::Relaxed);
+        })
+        .expect("threads start");
+        assert_eq!(worked.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn parts_whose_threads_cannot_start_are_worked_on_by_the_caller() {
+        let mut parts = vec![0usize; 4];
+        let ((), refused) = with_spawn_limit(1, || run_parts(&mut parts, |p| *p += 1));
+        assert_eq!(refused, 2);
+        assert_eq!(parts, [1, 1, 1, 1]);
     }
 }

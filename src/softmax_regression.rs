@@ -56,21 +56,28 @@ pub fn softmax_regression_epoch(
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let blocks = pixel_blocks(n);
-    let threads = threads_for(m * n * lane_groups(k), blocks.len());
-    let parts: Vec<Mutex<SoftmaxPart>> = split_blocks(blocks.len(), threads)
-        .into_iter()
-        .map(|owned| Mutex::new(SoftmaxPart::new(theta.view(), &blocks, owned)))
-        .collect();
-    let shared = EpochShared::new(
-        x.as_slice().expect("standard layout"),
-        y.as_slice().expect("standard layout"),
-        n,
-        k,
-        sgd,
-        blocks.len(),
-        threads,
-    );
-    run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me)));
+    let mut threads = threads_for(m * n * lane_groups(k), blocks.len());
+    let parts = loop {
+        let parts: Vec<Mutex<SoftmaxPart>> = split_blocks(blocks.len(), threads)
+            .into_iter()
+            .map(|owned| Mutex::new(SoftmaxPart::new(theta.view(), &blocks, owned)))
+            .collect();
+        let shared = EpochShared::new(
+            x.as_slice().expect("standard layout"),
+            y.as_slice().expect("standard layout"),
+            n,
+            k,
+            sgd,
+            blocks.len(),
+            threads,
+        );
+        match run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me))) {
+            Ok(()) => break parts,
+            // A thread could not be started, and nothing was done: one
+            // thread does it all (the same bits).
+            Err(_) => threads = 1,
+        }
+    };
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
         unpack_transposed(&part.theta_t, part.kpad, theta.view_mut(), part.pixels);
@@ -453,6 +460,63 @@ mod tests {
                 noise(2, (r * n + p) as u64)
             }
         })
+    }
+
+    #[test]
+    fn an_epoch_whose_second_thread_cannot_start_runs_on_one() {
+        let (m, n, k) = (3000, 784, 10);
+        let x = sparse_rows(m, n);
+        let y = ndarray::Array1::from_shape_fn(m, |i| (i * 7 % k) as u8);
+        let sgd = Sgd {
+            lr: 0.1,
+            batch: 100,
+        };
+        let mut alone = Array2::<f32>::zeros((n, k));
+        let mut team = alone.clone();
+        let (result, refused) = crate::parallel::with_spawn_limit(0, || {
+            softmax_regression_epoch(x.view(), y.view(), alone.view_mut(), sgd)
+        });
+        result.expect("the epoch runs on the calling thread");
+        softmax_regression_epoch(x.view(), y.view(), team.view_mut(), sgd).expect("valid");
+        if crate::parallel::num_threads() > 1 {
+            assert_eq!(refused, 1, "a second thread was asked for");
+        }
+        assert!(alone.iter().any(|&v| v != 0.0));
+        assert!(alone
+            .iter()
+            .zip(&team)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn a_batch_beyond_the_rows_is_one_minibatch_of_them_all() {
+        let (m, n, k) = (300, 40, 3);
+        let x = sparse_rows(m, n);
+        let y = ndarray::Array1::from_shape_fn(m, |i| (i % k) as u8);
+        let shared = EpochShared::new(
+            x.as_slice().unwrap(),
+            y.as_slice().unwrap(),
+            n,
+            k,
+            Sgd {
+                lr: 0.1,
+                batch: usize::MAX,
+            },
+            2,
+            2,
+        );
+        assert_eq!(shared.batch, m, "row + batch must not overflow");
+        let [huge, whole] = [usize::MAX, m].map(|batch| {
+            let mut theta = Array2::<f32>::zeros((n, k));
+            let sgd = Sgd { lr: 0.1, batch };
+            softmax_regression_epoch(x.view(), y.view(), theta.view_mut(), sgd).expect("valid");
+            theta
+        });
+        assert!(whole.iter().any(|&v| v != 0.0));
+        assert!(huge
+            .iter()
+            .zip(whole.iter())
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     fn logits_bits(model: &LinearLogits, x: &Array2<f32>) -> Vec<u32> {

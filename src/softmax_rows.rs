@@ -24,6 +24,8 @@ pub(crate) struct EpochShared<'a> {
     pub n: usize,
     pub k: usize,
     pub kg: usize,
+    /// Rows per minibatch, at most m (so that a row index plus `batch`
+    /// cannot overflow: a batch beyond m is one minibatch of all m rows).
     pub batch: usize,
     pub lr: f32,
     /// Partial logits of each block, `kg` lane groups for each of `batch`
@@ -74,7 +76,7 @@ impl<'a> EpochShared<'a> {
             n,
             k,
             kg,
-            batch: sgd.batch,
+            batch: sgd.batch.min(m.max(1)),
             lr: sgd.lr,
             partials: [0, 1].map(|_| {
                 (0..blocks)
@@ -1018,7 +1020,8 @@ mod tests {
             run_team(2, |me| {
                 drive_epoch::<Portable, Recorder<TILED>>(&sh, &(), &parts, me)
             })
-        }))?;
+        }))?
+        .expect("both threads start");
         let parts: Vec<Recorder<TILED>> =
             parts.into_iter().map(|p| p.into_inner().unwrap()).collect();
         let all: Vec<usize> = (0..script.minibatches).collect();

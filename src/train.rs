@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
 use crate::error::Result;
 use crate::numpy_rng::course_init_weights;
-use crate::sgd::{check_positive, Sgd};
+use crate::sgd::{check_labels, check_nonempty, check_positive, check_rows, check_shape, Sgd};
 use crate::softmax_regression::{softmax_regression_epoch, softmax_regression_loss_err};
 use crate::two_layer::{nn_epoch, nn_loss_err};
 
@@ -139,7 +139,8 @@ pub fn fit_softmax<C: EpochControl>(
     mut on_epoch: impl FnMut(&EpochReport) -> C,
 ) -> Result<usize> {
     config.sgd.check()?;
-    check_test_set(train, test)?;
+    check_sets(train, test, theta.ncols())?;
+    check_shape("theta", theta.dim(), train.x.ncols(), theta.ncols())?;
     for epoch in 0..config.epochs {
         softmax_regression_epoch(train.x, train.y, theta.view_mut(), config.sgd)?;
         let tr = softmax_regression_loss_err(train.x, train.y, theta.view())?;
@@ -151,7 +152,12 @@ pub fn fit_softmax<C: EpochControl>(
     Ok(config.epochs)
 }
 
-fn check_test_set(train: Data<'_>, test: Data<'_>) -> Result<()> {
+/// Refuses, before any epoch, what an epoch or an evaluation of the run
+/// would refuse later (so that a run of 0 epochs refuses it too, and a
+/// bad test set is not found only after an epoch's work): sets of other
+/// widths, rows without a label each, empty sets (their mean loss is
+/// undefined), labels not below `classes`.
+fn check_sets(train: Data<'_>, test: Data<'_>, classes: usize) -> Result<()> {
     if train.x.ncols() != test.x.ncols() {
         return Err(crate::Error::ShapeMismatch(format!(
             "the training set has {} features but the test set {}",
@@ -159,7 +165,14 @@ fn check_test_set(train: Data<'_>, test: Data<'_>) -> Result<()> {
             test.x.ncols()
         )));
     }
-    Ok(())
+    check_set("the training set", train, classes)?;
+    check_set("the test set", test, classes)
+}
+
+fn check_set(what: &str, set: Data<'_>, classes: usize) -> Result<()> {
+    check_nonempty(what, set.x.nrows())?;
+    check_rows(&format!("X of {what}"), set.x.nrows(), set.y.len())?;
+    check_labels(set.y, classes)
 }
 
 /// Trains the two-layer network from the course's seeded initial weights,
@@ -195,7 +208,10 @@ pub fn fit_nn<C: EpochControl>(
     mut on_epoch: impl FnMut(&EpochReport) -> C,
 ) -> Result<usize> {
     config.sgd.check()?;
-    check_test_set(train, test)?;
+    check_sets(train, test, w2.ncols())?;
+    check_positive("d (hidden units)", w1.ncols())?;
+    check_shape("W1", w1.dim(), train.x.ncols(), w1.ncols())?;
+    check_shape("W2", w2.dim(), w1.ncols(), w2.ncols())?;
     for epoch in 0..config.epochs {
         nn_epoch(train.x, train.y, w1.view_mut(), w2.view_mut(), config.sgd)?;
         let tr = nn_loss_err(train.x, train.y, w1.view(), w2.view())?;
@@ -214,5 +230,109 @@ fn report(epoch: usize, train: crate::LossErr, test: crate::LossErr) -> EpochRep
         train_err: train.err,
         test_loss: test.loss,
         test_err: test.err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Error;
+    use ndarray::{Array1, Array2};
+
+    fn set(m: usize, n: usize, k: u8) -> (Array2<f32>, Array1<u8>) {
+        let x = Array2::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 11.0);
+        let y = Array1::from_shape_fn(m, |i| i as u8 % k);
+        (x, y)
+    }
+
+    #[test]
+    fn every_set_is_checked_before_the_first_epoch_even_for_none() {
+        let (x, y) = set(50, 8, 3);
+        let (xt, mut yt) = set(20, 8, 3);
+        yt[7] = 200;
+        let (train, test) = (
+            Data {
+                x: x.view(),
+                y: y.view(),
+            },
+            Data {
+                x: xt.view(),
+                y: yt.view(),
+            },
+        );
+        for epochs in [0, 2] {
+            let config = SoftmaxConfig {
+                epochs,
+                ..SoftmaxConfig::default()
+            };
+            let mut theta = Array2::<f32>::ones((8, 3));
+            let mut reports = 0;
+            let fit = fit_softmax(train, test, theta.view_mut(), &config, |_| reports += 1);
+            assert!(
+                matches!(
+                    fit,
+                    Err(Error::LabelOutOfRange {
+                        index: 7,
+                        label: 200,
+                        classes: 3
+                    })
+                ),
+                "{epochs} epochs: {fit:?}"
+            );
+            assert_eq!(reports, 0, "no epoch ran");
+            assert!(theta.iter().all(|&v| v == 1.0), "theta untouched");
+            let config = NnConfig {
+                epochs,
+                hidden: 4,
+                ..NnConfig::default()
+            };
+            let (mut w1, mut w2) = (Array2::<f32>::ones((8, 4)), Array2::<f32>::ones((4, 3)));
+            let fit = fit_nn(train, test, w1.view_mut(), w2.view_mut(), &config, |_| {
+                reports += 1
+            });
+            assert!(
+                matches!(fit, Err(Error::LabelOutOfRange { index: 7, .. })),
+                "{fit:?}"
+            );
+            assert_eq!(reports, 0);
+            assert!(w1.iter().chain(&w2).all(|&v| v == 1.0), "weights untouched");
+        }
+    }
+
+    #[test]
+    fn an_empty_test_set_is_refused_by_name_before_any_epoch() {
+        let (x, y) = set(50, 8, 3);
+        let (xt, yt) = set(0, 8, 3);
+        let (train, test) = (
+            Data {
+                x: x.view(),
+                y: y.view(),
+            },
+            Data {
+                x: xt.view(),
+                y: yt.view(),
+            },
+        );
+        let mut reports = 0;
+        let fit = train_softmax(train, test, &SoftmaxConfig::default(), |_| reports += 1);
+        match fit {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.starts_with("the test set has no rows"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reports, 0);
+        // And a run of good sets still reports every epoch.
+        let config = SoftmaxConfig {
+            epochs: 2,
+            ..SoftmaxConfig::default()
+        };
+        let (xt, yt) = set(20, 8, 3);
+        let test = Data {
+            x: xt.view(),
+            y: yt.view(),
+        };
+        train_softmax(train, test, &config, |_| reports += 1).expect("valid sets");
+        assert_eq!(reports, 2);
     }
 }

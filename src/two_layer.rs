@@ -107,42 +107,51 @@ fn checked_nn_epoch(
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let hidden_blocks = d.div_ceil(LANES);
-    let parts: Vec<Mutex<NnPart>> = split_blocks(hidden_blocks, threads)
-        .into_iter()
-        .enumerate()
-        .map(|(p, owned)| {
-            Mutex::new(NnPart::new(
-                w1.view(),
-                w2.view(),
-                (p, threads),
-                owned,
-                sgd.batch.min(m),
-            ))
-        })
-        .collect();
-    // The widest part's first tile of the hidden layer over a minibatch.
-    let widest = hidden_blocks.div_ceil(threads) * LANES;
-    let tile_bytes = sgd.batch.min(m) * widest.min(TILE) * std::mem::size_of::<f32>();
-    let nn_shared = NnShared {
-        csc: [0, 1].map(|_| (0..threads).map(|_| RwLock::new(Csc::new())).collect()),
-        views: if tile_bytes >= ROW_VIEW_FROM {
-            Views::BOTH
-        } else {
-            Views::COLUMNS
-        },
+    let mut threads = threads;
+    let parts = loop {
+        let parts: Vec<Mutex<NnPart>> = split_blocks(hidden_blocks, threads)
+            .into_iter()
+            .enumerate()
+            .map(|(p, owned)| {
+                Mutex::new(NnPart::new(
+                    w1.view(),
+                    w2.view(),
+                    (p, threads),
+                    owned,
+                    sgd.batch.min(m),
+                ))
+            })
+            .collect();
+        // The widest part's first tile of the hidden layer over a minibatch.
+        let widest = hidden_blocks.div_ceil(threads) * LANES;
+        let tile_bytes = sgd.batch.min(m) * widest.min(TILE) * std::mem::size_of::<f32>();
+        let nn_shared = NnShared {
+            csc: [0, 1].map(|_| (0..threads).map(|_| RwLock::new(Csc::new())).collect()),
+            views: if tile_bytes >= ROW_VIEW_FROM {
+                Views::BOTH
+            } else {
+                Views::COLUMNS
+            },
+        };
+        let shared = EpochShared::new(
+            x.as_slice().expect("standard layout"),
+            y.as_slice().expect("standard layout"),
+            n,
+            k,
+            sgd,
+            hidden_blocks,
+            threads,
+        );
+        watch(&shared);
+        let team = run_team(threads, |me| nn_worker((&shared, &nn_shared, &parts, me)));
+        watch(&shared);
+        match team {
+            Ok(()) => break parts,
+            // A thread could not be started, and nothing was done: one thread
+            // does it all (the same bits).
+            Err(_) => threads = 1,
+        }
     };
-    let shared = EpochShared::new(
-        x.as_slice().expect("standard layout"),
-        y.as_slice().expect("standard layout"),
-        n,
-        k,
-        sgd,
-        hidden_blocks,
-        threads,
-    );
-    watch(&shared);
-    run_team(threads, |me| nn_worker((&shared, &nn_shared, &parts, me)));
-    watch(&shared);
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
         let h0 = part.blocks.start * LANES;
@@ -926,6 +935,40 @@ mod tests {
         let w1 = Array2::from_shape_fn((n, d), |_| (next() - 0.5) * 0.2);
         let w2 = Array2::from_shape_fn((d, k), |_| (next() - 0.5) * 0.5);
         (x, y, w1, w2)
+    }
+
+    #[test]
+    fn a_team_whose_third_thread_cannot_start_leaves_the_epoch_to_one() {
+        let (m, n, d, k) = (300, 64, 48, 10);
+        let (x, y, w1, w2) = problem((m, n, d, k));
+        let sgd = Sgd { lr: 0.1, batch: 50 };
+        let run = |threads: usize, starts: Option<usize>| {
+            let (mut a, mut b) = (w1.clone(), w2.clone());
+            let mut epoch = || {
+                checked_nn_epoch(
+                    x.view(),
+                    y.view(),
+                    (a.view_mut(), b.view_mut()),
+                    sgd,
+                    threads,
+                    |_| {},
+                )
+            };
+            let refused = match starts {
+                Some(starts) => crate::parallel::with_spawn_limit(starts, epoch).1,
+                None => {
+                    epoch();
+                    0
+                }
+            };
+            (a, b, refused)
+        };
+        let (a1, b1, _) = run(1, None);
+        let (a3, b3, refused) = run(3, Some(1));
+        assert_eq!(refused, 1);
+        assert_ne!(a1, w1);
+        let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!((bits(&a3), bits(&b3)), (bits(&a1), bits(&b1)));
     }
 
     /// z1 = ReLU(X W1) from two CSC pieces of X built with `views`, on
