@@ -179,7 +179,7 @@ def nn_epoch(X, y, W1, W2, lr=0.1, batch=100):
     y = _arrays.labels(y)
     W1 = _arrays.Weights(W1, "W1")
     W2 = _arrays.Weights(W2, "W2")
-    if np.may_share_memory(W1.target, W2.target):
+    if np.may_share_memory(W1.target, W2.target) and np.shares_memory(W1.target, W2.target):
         # Both are outputs; through float32 copies one write-back would
         # silently overwrite the other.
         raise ValueError("W1 and W2 share memory; they must be separate arrays")
@@ -277,12 +277,19 @@ def train_softmax(X_tr, y_tr, X_te, y_te, epochs=10, lr=0.5, batch=100, cpp=Fals
     batch = _arrays.batch_size(batch)
     theta = np.zeros((Xa.shape[1], k), dtype=np.float32)
     printer = _TablePrinter()
-    print(TABLE_HEADER, flush=True)
-    with printer.stopping_on_ctrl_c():
-        status = lib.sml_train_softmax_stoppable(
+
+    def run(epochs):
+        return lib.sml_train_softmax_stoppable(
             ctypes.byref(train), ctypes.byref(test), k, epochs, lr, batch,
             _arrays.pointer(theta), printer.callback, None, None,
         )
+
+    # A run of 0 epochs checks every argument (and writes the initial
+    # theta): a bad one is refused before the table's header is printed.
+    check(run(0))
+    print(TABLE_HEADER, flush=True)
+    with printer.stopping_on_ctrl_c():
+        status = run(epochs)
     check(status)
     printer.reraise()
     return theta
@@ -298,6 +305,8 @@ def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=10
     (Xb, yb), test = _data(X_te, y_te, "te")
     k = _classes(ya)
     hidden_dim = _arrays.count(hidden_dim, "hidden_dim")
+    if hidden_dim == 0:
+        raise ValueError("hidden_dim must be positive")
     epochs = _arrays.count(epochs, "epochs")
     lr = _arrays.learning_rate(lr)
     batch = _arrays.batch_size(batch)
@@ -305,12 +314,18 @@ def train_nn(X_tr, y_tr, X_te, y_te, hidden_dim=500, epochs=10, lr=0.5, batch=10
     W1 = np.zeros((n, hidden_dim), dtype=np.float32)
     W2 = np.zeros((hidden_dim, k), dtype=np.float32)
     printer = _TablePrinter()
-    print(TABLE_HEADER, flush=True)
-    with printer.stopping_on_ctrl_c():
-        status = lib.sml_train_nn_stoppable(
+
+    def run(epochs):
+        return lib.sml_train_nn_stoppable(
             ctypes.byref(train), ctypes.byref(test), k, hidden_dim, epochs, lr, batch, 0,
             _arrays.pointer(W1), _arrays.pointer(W2), printer.callback, None, None,
         )
+
+    # As in train_softmax: every argument checked before the header.
+    check(run(0))
+    print(TABLE_HEADER, flush=True)
+    with printer.stopping_on_ctrl_c():
+        status = run(epochs)
     check(status)
     printer.reraise()
     return W1, W2

@@ -92,6 +92,15 @@ def count(value, name):
 # ---------------------------------------------------------------------------
 
 
+def c_aligned(a, dtype=None):
+    """`a` (of `dtype`, if given) as a C-contiguous array whose elements are
+    aligned, as the library requires: a copy when it is not one already (a
+    misaligned array comes from a buffer at an odd offset, such as a
+    np.memmap past a file header)."""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
+
+
+
 def _is_real_numeric(dtype):
     return dtype.kind in "fiu"
 
@@ -102,7 +111,7 @@ def features(X, name="X"):
     if not _is_real_numeric(X.dtype):
         raise TypeError("%s must hold real numbers, got dtype %s" % (name, X.dtype))
     require_ndim(X, 2, name)
-    return np.ascontiguousarray(X, dtype=np.float32)
+    return c_aligned(X, np.float32)
 
 
 def logits(Z, name="Z"):
@@ -114,7 +123,7 @@ def logits(Z, name="Z"):
         raise TypeError("%s must hold real numbers, got dtype %s" % (name, Z.dtype))
     require_ndim(Z, 2, name)
     dtype = np.float32 if Z.dtype == np.float32 else np.float64
-    return np.ascontiguousarray(Z, dtype=dtype)
+    return c_aligned(Z, dtype)
 
 
 def labels(y, name="y"):
@@ -133,7 +142,7 @@ def labels(y, name="y"):
             raise ValueError(
                 "%s holds label %d; the library's labels are bytes (at most 256 classes)" % (name, high)
             )
-    return np.ascontiguousarray(y, dtype=np.uint8)
+    return c_aligned(y, np.uint8)
 
 
 class Weights:

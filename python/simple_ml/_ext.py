@@ -2,7 +2,8 @@
 replaces but never silent. Served as the top-level module `simple_ml_ext`.
 
 - X (and Z) must be float32 and y uint8 numpy arrays: another dtype is a
-  TypeError, not a conversion. An input that is not C-contiguous is copied.
+  TypeError, not a conversion. An input that is not C-contiguous, or not
+  aligned, is copied.
 - The weights an epoch updates (theta, W1, W2) must be float32, C-contiguous,
   writeable and of the right shape; otherwise the call raises before anything
   is computed. They are passed to the library as they are, so the update is
@@ -21,7 +22,7 @@ def _input(a, dtype, ndim, name):
     if a.dtype != dtype:
         raise TypeError("%s must be %s, got %s" % (name, np.dtype(dtype).name, a.dtype))
     _arrays.require_ndim(a, ndim, name)
-    return np.ascontiguousarray(a)
+    return _arrays.c_aligned(a)
 
 
 def _output(a, name):
