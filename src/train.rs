@@ -245,21 +245,19 @@ mod tests {
         (x, y)
     }
 
+    fn data<'a>(x: &'a Array2<f32>, y: &'a Array1<u8>) -> Data<'a> {
+        Data {
+            x: x.view(),
+            y: y.view(),
+        }
+    }
+
     #[test]
     fn every_set_is_checked_before_the_first_epoch_even_for_none() {
         let (x, y) = set(50, 8, 3);
         let (xt, mut yt) = set(20, 8, 3);
         yt[7] = 200;
-        let (train, test) = (
-            Data {
-                x: x.view(),
-                y: y.view(),
-            },
-            Data {
-                x: xt.view(),
-                y: yt.view(),
-            },
-        );
+        let (train, test) = (data(&x, &y), data(&xt, &yt));
         for epochs in [0, 2] {
             let config = SoftmaxConfig {
                 epochs,
@@ -303,16 +301,7 @@ mod tests {
     fn an_empty_test_set_is_refused_by_name_before_any_epoch() {
         let (x, y) = set(50, 8, 3);
         let (xt, yt) = set(0, 8, 3);
-        let (train, test) = (
-            Data {
-                x: x.view(),
-                y: y.view(),
-            },
-            Data {
-                x: xt.view(),
-                y: yt.view(),
-            },
-        );
+        let (train, test) = (data(&x, &y), data(&xt, &yt));
         let mut reports = 0;
         let fit = train_softmax(train, test, &SoftmaxConfig::default(), |_| reports += 1);
         match fit {
@@ -328,11 +317,7 @@ mod tests {
             ..SoftmaxConfig::default()
         };
         let (xt, yt) = set(20, 8, 3);
-        let test = Data {
-            x: xt.view(),
-            y: yt.view(),
-        };
-        train_softmax(train, test, &config, |_| reports += 1).expect("valid sets");
+        train_softmax(train, data(&xt, &yt), &config, |_| reports += 1).expect("valid sets");
         assert_eq!(reports, 2);
     }
 }

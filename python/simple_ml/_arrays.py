@@ -93,12 +93,11 @@ def count(value, name):
 
 
 def c_aligned(a, dtype=None):
-    """`a` (of `dtype`, if given) as a C-contiguous array whose elements are
-    aligned, as the library requires: a copy when it is not one already (a
-    misaligned array comes from a buffer at an odd offset, such as a
-    np.memmap past a file header)."""
-    return np.require(a, dtype=dtype, requirements=["C", "A"])
-
+    """`a` (of `dtype`, if given) as a C-contiguous base-class ndarray whose
+    elements are aligned, as the library requires: a copy when it is not
+    one already (a misaligned array comes from a buffer at an odd offset,
+    such as a np.memmap past a file header)."""
+    return np.require(a, dtype=dtype, requirements=["C", "A", "E"])
 
 
 def _is_real_numeric(dtype):
