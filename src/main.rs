@@ -1,6 +1,8 @@
 //! `simple-ml`: trains softmax regression and the two-layer network on the
 //! MNIST files in `data/` and prints the course's tables.
 
+use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -87,25 +89,82 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>, Str
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
+    // Refused here, before the data is read, rather than by the library
+    // after it (for --hidden, after a whole softmax run).
+    if o.batch == 0 {
+        return Err("--batch must be positive".into());
+    }
+    if !o.lr.is_finite() {
+        return Err(format!("--lr must be finite, not {}", o.lr));
+    }
+    if o.nn && o.hidden == 0 {
+        return Err("--hidden must be positive".into());
+    }
     Ok(Some(o))
 }
 
-fn print_row(report: &EpochReport) {
-    println!("{}", report.table_row());
+/// Why a run stopped: the library refused, or the output could not be
+/// written (a closed pipe, a full disk), which `println!` would have
+/// turned into a panic.
+enum Failure {
+    Library(simple_ml::Error),
+    Output(std::io::Error),
 }
 
-fn run(o: &Options) -> Result<(), simple_ml::Error> {
+impl From<simple_ml::Error> for Failure {
+    fn from(e: simple_ml::Error) -> Self {
+        Failure::Library(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+/// Standard output, line by line, keeping the first write error.
+struct Out {
+    stdout: std::io::Stdout,
+    error: Option<std::io::Error>,
+}
+
+impl Out {
+    fn line(&mut self, text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        let mut stdout = self.stdout.lock();
+        stdout.write_fmt(text)?;
+        stdout.write_all(b"\n")?;
+        stdout.flush()
+    }
+
+    /// The epoch callback: prints the row, or stops the run if it cannot.
+    fn row(&mut self, report: &EpochReport) -> ControlFlow<()> {
+        match self.line(format_args!("{}", report.table_row())) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.error.get_or_insert(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn check(&mut self) -> std::io::Result<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+}
+
+fn run(o: &Options, out: &mut Out) -> Result<(), Failure> {
     let started = Instant::now();
     let paths = MnistPaths::in_dir(&o.data);
     let (x_tr, y_tr) = parse_mnist(&paths.train_images, &paths.train_labels)?;
     let (x_te, y_te) = parse_mnist(&paths.test_images, &paths.test_labels)?;
-    println!(
+    out.line(format_args!(
         "Loaded {} training and {} test images from {} in {:.3} s",
         x_tr.nrows(),
         x_te.nrows(),
         o.data.display(),
         started.elapsed().as_secs_f64()
-    );
+    ))?;
     let train = Data {
         x: x_tr.view(),
         y: y_tr.view(),
@@ -123,14 +182,18 @@ fn run(o: &Options) -> Result<(), simple_ml::Error> {
             epochs: o.epochs.unwrap_or(10),
             sgd,
         };
-        println!(
+        out.line(format_args!(
             "\nTraining softmax regression (epochs {}, lr {}, batch {})",
             config.epochs, sgd.lr, sgd.batch
-        );
-        println!("{}", EpochReport::TABLE_HEADER);
+        ))?;
+        out.line(format_args!("{}", EpochReport::TABLE_HEADER))?;
         let t = Instant::now();
-        train_softmax(train, test, &config, print_row)?;
-        println!("softmax regression: {:.3} s", t.elapsed().as_secs_f64());
+        train_softmax(train, test, &config, |r| out.row(r))?;
+        out.check()?;
+        out.line(format_args!(
+            "softmax regression: {:.3} s",
+            t.elapsed().as_secs_f64()
+        ))?;
     }
     if o.nn {
         let config = NnConfig {
@@ -139,16 +202,23 @@ fn run(o: &Options) -> Result<(), simple_ml::Error> {
             sgd,
             seed: o.seed,
         };
-        println!(
+        out.line(format_args!(
             "\nTraining two layer neural network w/ {} hidden units (epochs {}, lr {}, batch {}, seed {})",
             config.hidden, config.epochs, sgd.lr, sgd.batch, config.seed
-        );
-        println!("{}", EpochReport::TABLE_HEADER);
+        ))?;
+        out.line(format_args!("{}", EpochReport::TABLE_HEADER))?;
         let t = Instant::now();
-        train_nn(train, test, &config, print_row)?;
-        println!("two-layer network: {:.3} s", t.elapsed().as_secs_f64());
+        train_nn(train, test, &config, |r| out.row(r))?;
+        out.check()?;
+        out.line(format_args!(
+            "two-layer network: {:.3} s",
+            t.elapsed().as_secs_f64()
+        ))?;
     }
-    println!("\ntotal: {:.3} s", started.elapsed().as_secs_f64());
+    out.line(format_args!(
+        "\ntotal: {:.3} s",
+        started.elapsed().as_secs_f64()
+    ))?;
     Ok(())
 }
 
@@ -156,7 +226,8 @@ fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            println!("{USAGE}");
+            // A closed or full stdout is no reason to panic here either.
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(msg) => {
@@ -164,10 +235,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&options) {
+    let mut out = Out {
+        stdout: std::io::stdout(),
+        error: None,
+    };
+    match run(&options, &mut out) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Library(e)) => {
             eprintln!("simple-ml: error: {e}");
+            ExitCode::FAILURE
+        }
+        // The reader went away (`simple-ml | head`): stop quietly, as
+        // a program that SIGPIPE ends would.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Output(e)) => {
+            eprintln!("simple-ml: error: writing the output: {e}");
             ExitCode::FAILURE
         }
     }

@@ -185,6 +185,7 @@ pub fn train_nn<C: EpochControl>(
     on_epoch: impl FnMut(&EpochReport) -> C,
 ) -> Result<(Array2<f32>, Array2<f32>)> {
     check_positive("hidden", config.hidden)?;
+    check_weights_fit(train.x.ncols(), config.hidden, classes_of(train.y))?;
     let (mut w1, mut w2) = course_init_weights(
         config.seed,
         train.x.ncols(),
@@ -193,6 +194,27 @@ pub fn train_nn<C: EpochControl>(
     );
     fit_nn(train, test, w1.view_mut(), w2.view_mut(), config, on_epoch)?;
     Ok((w1, w2))
+}
+
+/// Refuses a network whose initial weights (n×hidden and hidden×k, drawn
+/// as f64 and kept as f32: 12 bytes a weight at the peak) cannot be
+/// allocated, before they are: ndarray panics on a shape whose size
+/// overflows, and a failed allocation aborts the process.
+fn check_weights_fit(n: usize, hidden: usize, k: usize) -> Result<()> {
+    let bytes = n
+        .checked_mul(hidden)
+        .zip(hidden.checked_mul(k))
+        .and_then(|(a, b)| a.checked_add(b))
+        .and_then(|weights| weights.checked_mul(12))
+        .filter(|&bytes| bytes <= isize::MAX as usize);
+    let fits = bytes.is_some_and(|bytes| Vec::<u8>::new().try_reserve_exact(bytes).is_ok());
+    if !fits {
+        return Err(crate::Error::InvalidArgument(format!(
+            "hidden = {hidden} is too large: the weights ({n} x {hidden} and {hidden} x {k}) \
+             cannot be allocated"
+        )));
+    }
+    Ok(())
 }
 
 /// Trains the two-layer network starting from the given weights (W1 n×d,
@@ -295,6 +317,31 @@ mod tests {
             assert_eq!(reports, 0);
             assert!(w1.iter().chain(&w2).all(|&v| v == 1.0), "weights untouched");
         }
+    }
+
+    #[test]
+    fn a_network_too_large_to_allocate_is_refused_before_it_is() {
+        let (x, y) = set(50, 8, 3);
+        let train = data(&x, &y);
+        for hidden in [usize::MAX / 2, 1 << 50] {
+            let config = NnConfig {
+                hidden,
+                epochs: 1,
+                ..NnConfig::default()
+            };
+            match train_nn(train, train, &config, |_| ()) {
+                Err(Error::InvalidArgument(message)) => {
+                    assert!(message.contains("too large"), "{message}")
+                }
+                other => panic!("hidden {hidden}: {:?}", other.map(|_| ())),
+            }
+        }
+        let config = NnConfig {
+            hidden: 4,
+            epochs: 1,
+            ..NnConfig::default()
+        };
+        train_nn(train, train, &config, |_| ()).expect("a small network trains");
     }
 
     #[test]

@@ -72,7 +72,9 @@ const MERGED_BLOCKS: usize = 16;
 /// order without shuffling; a final partial batch is used and divided by its
 /// own size. Every argument is checked before the weights are touched: on
 /// error they are unchanged. An empty `x` (m = 0) is a no-op. The result is
-/// the same for any number of threads.
+/// the same for any number of threads. X's zero pixels are skipped, so a
+/// non-finite weight met only by zero pixels gives no NaN (numpy's
+/// `0 · inf` would).
 pub fn nn_epoch(
     x: ArrayView2<'_, f32>,
     y: ArrayView1<'_, u8>,
@@ -891,7 +893,8 @@ fn check_model(
     check_shape("W2", w2.dim(), w1.ncols(), w2.ncols())
 }
 
-/// Mean loss and error rate of the network (W1, W2) on (X, y).
+/// Mean loss and error rate of the network (W1, W2) on (X, y). As in
+/// [`nn_epoch`], X's zero pixels are skipped, `0 · inf` included.
 pub fn nn_loss_err(
     x: ArrayView2<'_, f32>,
     y: ArrayView1<'_, u8>,

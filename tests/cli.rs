@@ -120,7 +120,7 @@ fn help_prints_the_usage() {
 
 #[test]
 fn bad_arguments_exit_2_with_the_reason_and_the_usage() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--model", "cnn"],
             "simple-ml: --model must be softmax, nn or both, not \"cnn\"",
@@ -135,6 +135,12 @@ fn bad_arguments_exit_2_with_the_reason_and_the_usage() {
         ),
         (&["--hidden"], "simple-ml: --hidden needs a value"),
         (&["--verbose"], "simple-ml: unknown argument \"--verbose\""),
+        // Values the library would refuse, refused before any data is read
+        // (stdout stays empty: no "Loaded ..." line, no softmax table).
+        (&["--batch", "0"], "simple-ml: --batch must be positive"),
+        (&["--lr", "nan"], "simple-ml: --lr must be finite, not NaN"),
+        (&["--lr=inf"], "simple-ml: --lr must be finite, not inf"),
+        (&["--hidden", "0"], "simple-ml: --hidden must be positive"),
     ];
     for (args, reason) in cases {
         let out = simple_ml(args);
@@ -159,4 +165,46 @@ fn a_missing_data_folder_exits_1_naming_the_file() {
     assert!(err.starts_with("simple-ml: error: "), "{err}");
     let file = scratch.join("train-images-idx3-ubyte.gz");
     assert!(err.contains(file.to_str().unwrap()), "{err}");
+}
+
+/// Output that cannot be written ends the run with a status, not a panic:
+/// a reader that went away (`simple-ml | head -1`) quietly, a full disk
+/// with the reason.
+#[test]
+fn unwritable_output_is_no_panic() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simple-ml"))
+        .args(["--model", "softmax", "--epochs", "3", "--data", DATA])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the simple-ml binary runs");
+    let mut first = [0u8; 6];
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_exact(&mut first)
+        .expect("the first line starts");
+    // The pipe's reading end is closed here, as `head` closes it.
+    let out = child.wait_with_output().expect("it ends");
+    assert_eq!(&first, b"Loaded");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let full = std::fs::File::create("/dev/full").expect("/dev/full on Linux");
+    let out = Command::new(env!("CARGO_BIN_EXE_simple-ml"))
+        .args(["--model", "softmax", "--epochs", "1", "--data", DATA])
+        .stdout(full)
+        .output()
+        .expect("the simple-ml binary runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("simple-ml: error: writing the output: "),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
 }
