@@ -179,6 +179,17 @@ pub(crate) fn run_team(threads: usize, work: impl Fn(usize) + Sync) -> std::io::
     })
 }
 
+/// Runs `attempt(threads)`, which builds the work for that many threads and
+/// runs it with [`run_team`]; if a thread could not be started (so nothing
+/// was done), runs `attempt(1)`, which starts none: the same work on the
+/// calling thread alone.
+pub(crate) fn team_or_alone<T>(
+    threads: usize,
+    mut attempt: impl FnMut(usize) -> std::io::Result<T>,
+) -> T {
+    attempt(threads).unwrap_or_else(|_| attempt(1).expect("one thread starts no other"))
+}
+
 /// Starts a scoped thread, or says why it could not.
 pub(crate) fn spawn_scoped<'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,

@@ -21,7 +21,7 @@ use crate::chunked::{
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_team, split_blocks, threads_for};
+use crate::parallel::{run_team, split_blocks, team_or_alone, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
 use crate::simd::{axpy_n, multiversion, Isa, Lanes, LANES};
 use crate::softmax_rows::{drive_epoch, lane_groups, EpochPart, EpochShared};
@@ -56,8 +56,8 @@ pub fn softmax_regression_epoch(
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let blocks = pixel_blocks(n);
-    let mut threads = threads_for(m * n * lane_groups(k), blocks.len());
-    let parts = loop {
+    let threads = threads_for(m * n * lane_groups(k), blocks.len());
+    let parts = team_or_alone(threads, |threads| {
         let parts: Vec<Mutex<SoftmaxPart>> = split_blocks(blocks.len(), threads)
             .into_iter()
             .map(|owned| Mutex::new(SoftmaxPart::new(theta.view(), &blocks, owned)))
@@ -71,13 +71,8 @@ pub fn softmax_regression_epoch(
             blocks.len(),
             threads,
         );
-        match run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me))) {
-            Ok(()) => break parts,
-            // A thread could not be started, and nothing was done: one
-            // thread does it all (the same bits).
-            Err(_) => threads = 1,
-        }
-    };
+        run_team(threads, |me| softmax_worker((&shared, &blocks, &parts, me))).map(|()| parts)
+    });
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
         unpack_transposed(&part.theta_t, part.kpad, theta.view_mut(), part.pixels);

@@ -24,7 +24,7 @@ use crate::chunked::{chunk_gradient, class_groups, with_class_group};
 use crate::error::Result;
 use crate::eval::{loss_err_of, predict_of, Logits};
 use crate::loss::LossErr;
-use crate::parallel::{run_team, split_blocks, threads_for};
+use crate::parallel::{run_team, split_blocks, team_or_alone, threads_for};
 use crate::sgd::{check_labels, check_positive, check_rows, check_shape, Sgd};
 use crate::simd::{axpy_n, mul_add, multiversion, with_const, Isa, Lanes, LANES};
 use crate::softmax_rows::{
@@ -109,8 +109,7 @@ fn checked_nn_epoch(
     let x = x.as_standard_layout();
     let y = y.as_standard_layout();
     let hidden_blocks = d.div_ceil(LANES);
-    let mut threads = threads;
-    let parts = loop {
+    let parts = team_or_alone(threads, |threads| {
         let parts: Vec<Mutex<NnPart>> = split_blocks(hidden_blocks, threads)
             .into_iter()
             .enumerate()
@@ -147,13 +146,8 @@ fn checked_nn_epoch(
         watch(&shared);
         let team = run_team(threads, |me| nn_worker((&shared, &nn_shared, &parts, me)));
         watch(&shared);
-        match team {
-            Ok(()) => break parts,
-            // A thread could not be started, and nothing was done: one thread
-            // does it all (the same bits).
-            Err(_) => threads = 1,
-        }
-    };
+        team.map(|()| parts)
+    });
     for part in parts {
         let part = part.into_inner().expect("the workers finished");
         let h0 = part.blocks.start * LANES;
